@@ -1,0 +1,230 @@
+"""`hyperinr <verb>`: one verb per pipeline stage, so every stage runs without Snakemake too.
+
+Argument parsing only: each verb builds the typed config and calls one package function.
+Expected failures (bad config, bad data, mismatched files) end as one line on stderr naming the
+file and the problem, with exit status 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hyperinr.config import Config, ConfigError
+
+log = logging.getLogger("hyperinr")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(files: list[str], json_text: str | None) -> Config:
+    """Config files merged in order, then inline JSON (what Snakemake rules pass) on top."""
+    data: dict[str, Any] = {}
+    for name in files:
+        path = Path(name)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        try:
+            Config.from_dict(loaded)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        data = _merge(data, loaded)
+    if json_text:
+        try:
+            data = _merge(data, json.loads(json_text))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--config-json is not valid JSON ({err})") from None
+    return Config.from_dict(data)
+
+
+def _cmd_simulate(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.data.simulate import simulate_tgv
+
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    print(simulate_tgv(cfg.simulate, out_dir))
+
+
+def _cmd_ingest(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.data.ingest import ingest
+
+    ingest(cfg.dataset, Path(args.out), config_hash=cfg.section_hash("dataset"))
+
+
+def _cmd_teacher(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.teacher import train_teacher
+
+    train_teacher(cfg, Path(args.dataset), Path(args.out_dir))
+
+
+def _cmd_distill_set(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.distill_set import build_distill_set
+
+    build_distill_set(cfg, Path(args.dataset), Path(args.teacher), Path(args.out))
+
+
+def _cmd_distill(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.distill import distill_hyperinr
+
+    distill_hyperinr(cfg, Path(args.dataset), Path(args.distill_set), Path(args.out_dir))
+
+
+def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
+    if args.method == "lerp":
+        from hyperinr.evaluate.lerp import lerp_predict
+
+        out = Path(args.out)
+        lerp_predict(Path(args.dataset), out, k=cfg.hyperinr.k_nearest, info_path=out.with_suffix(".json"))
+        return
+    from hyperinr.stages.predict import predict
+
+    if not args.model:
+        raise ConfigError(f"predict --method {args.method} needs --model")
+    predict(cfg, args.method, Path(args.dataset), Path(args.model), Path(args.out))
+
+
+def _pairs(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--pred expects METHOD=PATH, got '{item}'")
+        out[name] = Path(path)
+    return out
+
+
+def _cmd_evaluate(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.metrics import evaluate
+
+    evaluate(Path(args.dataset), _pairs(args.pred), Path(args.out))
+
+
+def _cmd_report(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.report import write_report
+
+    write_report(
+        Path(args.dataset),
+        Path(args.metrics),
+        _pairs(args.pred),
+        [Path(p) for p in args.info],
+        Path(args.out_dir),
+        slice_frames=list(cfg.evaluate.slice_frames) if cfg.evaluate.slice_frames else None,
+    )
+
+
+def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from hyperinr.stages.distill import load_hyperinr
+
+    model, meta = load_hyperinr(Path(args.model), torch.device("cpu"))
+    theta = np.asarray(args.param, dtype=np.float64)
+    prange = np.asarray(meta["param_range"], dtype=np.float64)
+    if theta.shape != (len(prange),):
+        raise ConfigError(f"--param needs {len(prange)} value(s) ({', '.join(meta['param_names'])})")
+    span = np.where(prange[:, 1] > prange[:, 0], prange[:, 1] - prange[:, 0], 1.0)
+    theta01 = (theta - prange[:, 0]) / span
+    if np.any(theta01 < -1e-9) or np.any(theta01 > 1 + 1e-9):
+        log.warning("parameter %s lies outside the trained range %s", theta.tolist(), prange.tolist())
+    inr = model.generate(theta01, {**meta, "param": theta.tolist()})
+    out = Path(args.out or f"inr_{'_'.join(f'{v:g}' for v in theta)}.npz")
+    print(inr.save(out))
+
+
+def _cmd_install_profiles(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.profiles import install_profiles
+
+    for path in install_profiles(Path(args.dest) if args.dest else None, force=args.force):
+        print(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hyperinr", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, fn: Callable[[Config, argparse.Namespace], None], help_: str):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", action="append", default=[], help="YAML config (repeatable)")
+        p.add_argument("--config-json", help="config sections as JSON, merged last")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = verb("simulate", _cmd_simulate, "generate the default Taylor-Green vortex dataset")
+    p.add_argument("--out-dir")
+    p = verb("ingest", _cmd_ingest, "read frames + parameters into the Zarr dataset")
+    p.add_argument("--out", required=True)
+    p = verb("teacher", _cmd_teacher, "train the CoordNet teacher")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out-dir", required=True)
+    p = verb("distill-set", _cmd_distill_set, "precompute the teacher's distillation set")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--out", required=True)
+    p = verb("distill", _cmd_distill, "train HyperINR on the distillation set")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--distill-set", required=True)
+    p.add_argument("--out-dir", required=True)
+    p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
+    p.add_argument("--method", required=True, choices=["teacher", "hyperinr", "lerp"])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model")
+    p.add_argument("--out", required=True)
+    p = verb("evaluate", _cmd_evaluate, "PSNR/SSIM of every frame and method -> metrics.csv")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (repeatable)")
+    p.add_argument("--out", required=True)
+    p = verb("report", _cmd_report, "summary.md, plots and slice images")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (repeatable)")
+    p.add_argument("--info", action="append", default=[], help="stage info JSON (repeatable)")
+    p.add_argument("--out-dir", required=True)
+    p = verb("export", _cmd_export, "write a standalone INR for one parameter value")
+    p.add_argument("--model", required=True, help="HyperINR model.pt")
+    p.add_argument("--param", required=True, type=float, nargs="+", help="physical value(s)")
+    p.add_argument("--out", help="output .npz (default inr_<param>.npz)")
+    p = verb("install-profiles", _cmd_install_profiles, "link cluster profiles for --profile NAME")
+    p.add_argument("--dest", help="default ~/.config/snakemake")
+    p.add_argument("--force", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        cfg = build_config(args.config, args.config_json)
+        args.fn(cfg, args)
+    except (ConfigError, ValueError, FileNotFoundError, NotImplementedError, OSError) as err:
+        print(f"hyperinr {args.verb}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Typed configuration for every stage.
+
+The workflow validates the YAML against `workflow/schemas/config.schema.yaml` before any job
+runs; these dataclasses are what the package itself trusts. They check types and unknown keys
+again so that `hyperinr <verb>` run by hand fails just as early and clearly as Snakemake does.
+A test keeps the schema's defaults and these defaults equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, misspelled or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """How to read headerless binary volumes (instant-vnr / Open SciVis style)."""
+
+    dims: tuple[int, ...] = ()  # x, y, z (fastest first), as in the usual .raw metadata
+    dtype: str = "<f4"  # numpy dtype string with endianness
+    header_bytes: int = 0
+    axis_order: str = "zyx"  # order of axes in the file, slowest first
+
+
+@dataclass(frozen=True)
+class ParamsConfig:
+    """Scene parameter of every frame: inline values or a sidecar JSON file."""
+
+    names: tuple[str, ...] = ("t",)
+    values: tuple[tuple[float, ...], ...] | None = None
+    sidecar: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Which frames the teacher may see; every frame is evaluated."""
+
+    train_every: int | None = 4
+    train_indices: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "tgv64_vorticity"
+    task: str = "tsr"
+    format: str = "hdf5"
+    files: tuple[str, ...] = ("resources/tgv64/tgv.h5",)
+    hdf5_dataset: str = "vorticity"
+    raw: RawFormat = field(default_factory=RawFormat)
+    params: ParamsConfig = field(default_factory=lambda: ParamsConfig(sidecar="resources/tgv64/params.json"))
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """The default dataset: Taylor-Green vortex simulated by fluidsim (ns3d)."""
+
+    activate: bool = True
+    resolution: int = 64
+    reynolds: float = 1600.0
+    t_end: float = 10.0
+    n_frames: int = 41
+    dt: float = 0.02
+    fields: tuple[str, ...] = ("vorticity", "pressure")
+    output_dir: str = "resources/tgv64"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Shared knobs of the one training loop (teacher and HyperINR)."""
+
+    steps: int = 2000
+    batch_size: int = 8192
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0  # multiply the learning rate by this over the whole run (exponential)
+    checkpoint_every: int = 500
+    log_every: int = 100
+    loss: str = "l1"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    widths: tuple[int, ...] = (64, 128, 256)
+    hidden_blocks: int = 10
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=1e-5, eps=1e-8, weight_decay=1e-6)
+    )
+
+
+@dataclass(frozen=True)
+class DistillSetConfig:
+    n_params: int = 100
+    dtype: str = "float16"
+    batch_size: int = 65536
+
+
+@dataclass(frozen=True)
+class HyperINRConfig:
+    n_encoders: int = 24
+    encoding: dict[str, Any] = field(
+        default_factory=lambda: {
+            "otype": "HashGrid",
+            "n_levels": 8,
+            "n_features_per_level": 4,
+            "log2_hashmap_size": 15,
+            "base_resolution": 4,
+            "per_level_scale": 2.0,
+            "interpolation": "Linear",
+        }
+    )
+    network: dict[str, Any] = field(
+        default_factory=lambda: {
+            "otype": "FullyFusedMLP",
+            "activation": "ReLU",
+            "output_activation": "None",
+            "n_neurons": 64,
+            "n_hidden_layers": 4,
+        }
+    )
+    k_nearest: int = 4
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, eps=1e-10))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    methods: tuple[str, ...] = ("hyperinr", "teacher", "lerp")
+    batch_size: int = 65536
+    slice_frames: tuple[int, ...] | None = None  # unseen frames shown in the slice grid
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill_set: DistillSetConfig = field(default_factory=DistillSetConfig)
+    hyperinr: HyperINRConfig = field(default_factory=HyperINRConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    resources: dict[str, Any] = field(default_factory=dict)  # scheduler hints, read by rules only
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return _build(cls, data, "config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """Hash of the named sections: stored with each artifact so a stale one is never reused."""
+        plain = self.to_dict()
+        blob = json.dumps({s: plain[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML/JSON config file; errors name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    try:
+        return Config.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            if args and args[-1] is Ellipsis and not isinstance(value, (list, tuple)):
+                value = [value]  # a scalar where a list is expected: a list of one
+            else:
+                raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        if args and args[-1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {tp!r}")

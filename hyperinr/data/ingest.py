@@ -1,0 +1,125 @@
+"""Ingest: sources -> validated, normalised Zarr dataset store.
+
+Two passes over the frames, one frame in memory at a time: the training frames first (checked
+for NaN/Inf; they set the value range), then every frame on its way into the store. Any
+problem raises `DataError` and leaves nothing at `out`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hyperinr.atomic import clean_stale_temporaries
+from hyperinr.config import DatasetConfig, SplitConfig
+from hyperinr.data.errors import DataError
+from hyperinr.data.sources import FrameSource, open_source
+from hyperinr.data.store import write_dataset
+
+
+def split_indices(split: SplitConfig, n_frames: int) -> list[int]:
+    """Training frames: `train_indices` if given, else every `train_every`-th frame from 0
+    plus the last frame (so interpolation never extrapolates). None/None: every frame."""
+    if split.train_indices is not None:
+        where = "dataset.split.train_indices"
+        idx = list(split.train_indices)
+        if not idx:
+            raise DataError(f"{where}: empty list")
+        bad = [i for i in idx if not 0 <= i < n_frames]
+        if bad:
+            raise DataError(f"{where}: {bad} outside the {n_frames} frames [0, {n_frames - 1}]")
+        if len(set(idx)) != len(idx):
+            repeated = sorted(i for i in set(idx) if idx.count(i) > 1)
+            raise DataError(f"{where}: repeated indices {repeated}")
+        return sorted(idx)
+    if split.train_every is None:
+        return list(range(n_frames))
+    if split.train_every < 1:
+        raise DataError(f"dataset.split.train_every: must be >= 1, got {split.train_every}")
+    idx = list(range(0, n_frames, split.train_every))
+    if idx[-1] != n_frames - 1:
+        idx.append(n_frames - 1)
+    return idx
+
+
+def frame_layout(frame_shape: tuple[int, ...], task: str) -> tuple[tuple[int, ...], int]:
+    """(store frame shape, n_channels): a 3-D frame is (y, x, c) for `nvs`, else (z, y, x)."""
+    if task == "nvs" and len(frame_shape) == 3:
+        channels = frame_shape[-1]
+        if channels == 1:
+            return frame_shape[:2], 1
+        return frame_shape, channels
+    return frame_shape, 1
+
+
+def _describe_files(src: FrameSource) -> str:
+    if len(src.files) == 1:
+        return str(src.files[0])
+    return f"{src.files[0]} .. {src.files[-1]} ({len(src.files)} files)"
+
+
+def _checked(src: FrameSource, i: int, shape: tuple[int, ...]) -> np.ndarray:
+    frame = src.read(i)
+    finite = np.isfinite(frame)
+    if not finite.all():
+        bad = frame.size - int(np.count_nonzero(finite))
+        raise DataError(
+            f"{src.labels[i]}: frame {i} contains NaN/Inf ({bad} of {frame.size} values)"
+        )
+    return frame.reshape(shape)
+
+
+def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
+    """Read the sources of `cfg`, validate, normalise and write the dataset store at `out`."""
+    out = Path(out)
+    clean_stale_temporaries(out)
+    src = open_source(cfg)
+    frame_shape, n_channels = frame_layout(src.frame_shape, cfg.task)
+    train = split_indices(cfg.split, src.n_frames)
+
+    lo, hi = np.inf, -np.inf
+    for i in train:
+        frame = _checked(src, i, frame_shape)
+        lo = min(lo, float(frame.min()))
+        hi = max(hi, float(frame.max()))
+    if not hi > lo:
+        raise DataError(
+            f"{_describe_files(src)}: the {len(train)} training frames are constant "
+            f"(every value is {lo:g}); nothing to normalise"
+        )
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(src.n_frames):
+            yield _checked(src, i, frame_shape)
+
+    shape = (src.n_frames, *frame_shape)
+    write_dataset(
+        out,
+        frames(),
+        shape=shape,
+        value_range=(lo, hi),
+        params=src.params,
+        param_names=src.param_names,
+        train_indices=train,
+        source_dtype=src.source_dtype,
+        provenance=src.provenance,
+        config_hash=config_hash,
+        n_channels=n_channels,
+        extra_attrs={"name": cfg.name, "task": cfg.task},
+    )
+    spatial = frame_shape[:-1] if n_channels > 1 else frame_shape
+    param_desc = ", ".join(
+        f"{name} [{src.params[:, j].min():g}, {src.params[:, j].max():g}]"
+        for j, name in enumerate(src.param_names)
+    )
+    print(
+        f"ingest {cfg.name}: {src.n_frames} frames of {'x'.join(map(str, spatial))}"
+        f"{f' x {n_channels} channels' if n_channels > 1 else ''} ({src.format}, "
+        f"{src.source_dtype.name}), train {len(train)} / eval {src.n_frames}, "
+        f"range [{lo:g}, {hi:g}], params {param_desc} -> {out}"
+    )
+    sys.stdout.flush()
+    return out

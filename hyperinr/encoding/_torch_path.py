@@ -1,0 +1,201 @@
+"""Plain-torch hash-grid kernels: the reference path, and the one that runs on CUDA without tcnn.
+
+Everything is vectorised over samples, levels and the 2**D cell corners, so it works on any
+device.  Corner weights are computed with exactly the float32 operations (and order) of the
+numba kernels, and positions use an exact emulation of tcnn's ``fmaf``; the two backends
+therefore agree bit for bit on which table entries are read and how much each corner weighs,
+and differ only in the order in which the weighted entries are summed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._config import GridGeometry
+
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class TorchGeometry:
+    """:class:`GridGeometry` as tensors on one device (built once per device and cached)."""
+
+    scales: torch.Tensor  # [L] float32
+    table_sizes: torch.Tensor  # [L] int64
+    offsets: torch.Tensor  # [L] int64
+    strides: torch.Tensor  # [L, D] int64
+    primes: torch.Tensor  # [D] int64
+    corner_bits: torch.Tensor  # [C, D] int64, bit d of corner c
+    dense_levels: torch.Tensor  # [Ld] int64 level ids
+    hashed_levels: torch.Tensor  # [Lh] int64 level ids
+    smoothstep: bool
+    n_features: int
+
+    @staticmethod
+    def build(geom: GridGeometry, device: torch.device) -> TorchGeometry:
+        dims = geom.n_input_dims
+        corners = torch.arange(1 << dims, dtype=torch.int64)
+        bits = (corners[:, None] >> torch.arange(dims, dtype=torch.int64)[None, :]) & 1
+        dense = torch.as_tensor(geom.dense)
+        levels = torch.arange(geom.n_levels, dtype=torch.int64)
+
+        def put(a: object) -> torch.Tensor:
+            return torch.as_tensor(a).to(device)
+
+        return TorchGeometry(
+            scales=put(geom.scales),
+            table_sizes=put(geom.table_sizes),
+            offsets=put(geom.offsets),
+            strides=put(geom.strides),
+            primes=put(geom.primes),
+            corner_bits=bits.to(device),
+            dense_levels=levels[dense].to(device),
+            hashed_levels=levels[~dense].to(device),
+            smoothstep=geom.smoothstep,
+            n_features=geom.n_features_per_level,
+        )
+
+
+def fma_positions(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """fmaf(scale_l, x, 0.5) for every level, rounded once to float32 like CUDA's fmaf.
+
+    x: [B, D] float32 in [0, 1]; scales: [L] float32 >= 0  ->  [B, L, D] float32.
+    The float64 product is exact (24 x 24 bits); the float64 sum is made exact-or-odd with
+    TwoSum + round-to-odd, which makes the final float32 rounding correct (53 >= 24 + 2).
+    """
+    prod = x.double()[:, None, :] * scales.double()[None, :, None]
+    total = prod + 0.5
+    back = total - prod
+    err = (prod - (total - back)) + (0.5 - back)
+    bits = total.view(torch.int64)
+    # total >= 0.5 > 0, so stepping the bit pattern by +-1 moves one ulp away from/towards 0.
+    needs_odd = (err != 0) & ((bits & 1) == 0)
+    step = torch.where(err > 0, 1, -1)
+    bits = torch.where(needs_odd, bits + step, bits)
+    return bits.view(torch.float64).float()
+
+
+def corner_terms(x: torch.Tensor, tg: TorchGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolation weights and global table-entry ids of every cell corner.
+
+    x: [B, D] float32 (already clamped to [0, 1])  ->  (weights [B, L, C] float32,
+    entries [B, L, C] int64), where C = 2**D and entry e's features live at
+    ``params[e * F : (e + 1) * F]``.
+    """
+    pos = fma_positions(x, tg.scales)  # [B, L, D]
+    cell = torch.floor(pos)
+    frac = pos - cell  # exact in float32
+    if tg.smoothstep:
+        frac = frac * frac * (3.0 - 2.0 * frac)
+    cell_i = cell.long()
+    bits = tg.corner_bits  # [C, D]
+    dims = bits.shape[1]
+
+    # Corner weight = prod_d (bit_d ? f_d : 1 - f_d), multiplied in dimension order.
+    factors = torch.stack((1.0 - frac, frac), dim=-1)  # [B, L, D, 2]
+    weight = factors[:, :, 0, :].index_select(-1, bits[:, 0])  # [B, L, C]
+    for d in range(1, dims):
+        weight = weight * factors[:, :, d, :].index_select(-1, bits[:, d])
+
+    batch, n_levels = x.shape[0], tg.scales.shape[0]
+    local = torch.empty((batch, n_levels, bits.shape[0]), dtype=torch.int64, device=x.device)
+    if tg.dense_levels.numel():
+        lv = tg.dense_levels
+        ci = cell_i.index_select(1, lv)  # [B, Ld, D]
+        stride = tg.strides.index_select(0, lv)  # [Ld, D]
+        terms = torch.stack((ci * stride, (ci + 1) * stride), dim=-1)  # [B, Ld, D, 2]
+        idx = terms[:, :, 0, :].index_select(-1, bits[:, 0])
+        for d in range(1, dims):
+            idx = idx + terms[:, :, d, :].index_select(-1, bits[:, d])
+        size = tg.table_sizes.index_select(0, lv)[:, None]  # [Ld, 1]
+        # A dense index is < 2 * size (see _config.build_geometry), so one subtraction wraps it.
+        local.index_copy_(1, lv, torch.where(idx >= size, idx - size, idx))
+    if tg.hashed_levels.numel():
+        lv = tg.hashed_levels
+        ci = cell_i.index_select(1, lv)
+        terms = torch.stack(((ci * tg.primes) & _MASK32, ((ci + 1) * tg.primes) & _MASK32), -1)
+        idx = terms[:, :, 0, :].index_select(-1, bits[:, 0])
+        for d in range(1, dims):
+            idx = idx ^ terms[:, :, d, :].index_select(-1, bits[:, d])
+        # Hashed levels all have the power-of-two size 2**log2_hashmap_size.
+        local.index_copy_(1, lv, idx & (tg.table_sizes.index_select(0, lv)[:, None] - 1))
+    return weight, local + tg.offsets[None, :, None]
+
+
+def forward_single(x: torch.Tensor, table: torch.Tensor, tg: TorchGeometry) -> torch.Tensor:
+    """x [B, D], table [P] -> [B, L*F] (float32 or float64, as ``table``)."""
+    weight, entries = corner_terms(x, tg)
+    vals = table.view(-1, tg.n_features)[entries]  # [B, L, C, F]
+    out = (weight.to(table.dtype).unsqueeze(-1) * vals).sum(2)  # [B, L, F]
+    return out.reshape(x.shape[0], -1)
+
+
+def backward_single(
+    x: torch.Tensor, grad_out: torch.Tensor, n_params: int, tg: TorchGeometry
+) -> torch.Tensor:
+    """Gradient of ``sum(grad_out * forward_single(x, table))`` w.r.t. ``table``: [P]."""
+    weight, entries = corner_terms(x, tg)
+    f = tg.n_features
+    g = grad_out.reshape(x.shape[0], -1, 1, f)  # [B, L, 1, F]
+    contrib = weight.to(grad_out.dtype).unsqueeze(-1) * g  # [B, L, C, F]
+    grad = torch.zeros((n_params // f, f), dtype=grad_out.dtype, device=x.device)
+    grad.index_add_(0, entries.reshape(-1), contrib.reshape(-1, f))
+    return grad.view(-1)
+
+
+def _ensemble_terms(
+    x: torch.Tensor, tables: torch.Tensor, indices: torch.Tensor, tg: TorchGeometry
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corner weights [B, L, C] and entry ids into ``tables.view(-1, F)``: [B, K, L, C]."""
+    weight, entries = corner_terms(x, tg)
+    per_table = tables.shape[1] // tg.n_features
+    rows = indices[:, :, None, None] * per_table + entries[:, None]  # [B, K, L, C]
+    return weight, rows
+
+
+def forward_ensemble(
+    x: torch.Tensor,
+    tables: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    tg: TorchGeometry,
+) -> torch.Tensor:
+    """sum_k weights[b, k] * encode(x[b], tables[indices[b, k]]) -> [B, L*F].
+
+    The K tables are gathered at the corners of one cell computation, never materialised.
+    """
+    weight, rows = _ensemble_terms(x, tables, indices, tg)
+    vals = tables.view(-1, tg.n_features)[rows]  # [B, K, L, C, F]
+    coef = weights[:, :, None, None] * weight.to(tables.dtype)[:, None]  # [B, K, L, C]
+    out = (coef.unsqueeze(-1) * vals).sum((1, 3))  # [B, L, F]
+    return out.reshape(x.shape[0], -1)
+
+
+def backward_ensemble(
+    x: torch.Tensor,
+    tables: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    grad_out: torch.Tensor,
+    tg: TorchGeometry,
+    need_tables: bool,
+    need_weights: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients w.r.t. ``tables`` [N, P] (scatter-add) and ``weights`` [B, K]."""
+    weight, rows = _ensemble_terms(x, tables, indices, tg)
+    f = tg.n_features
+    g = grad_out.reshape(x.shape[0], 1, -1, 1, f)  # [B, 1, L, 1, F]
+    grad_tables = grad_weights = None
+    w = weight.to(tables.dtype)
+    if need_tables:
+        coef = weights[:, :, None, None] * w[:, None]  # [B, K, L, C]
+        contrib = coef.unsqueeze(-1) * g  # [B, K, L, C, F]
+        grad_tables = torch.zeros_like(tables).view(-1, f)
+        grad_tables.index_add_(0, rows.reshape(-1), contrib.reshape(-1, f))
+        grad_tables = grad_tables.view(tables.shape)
+    if need_weights:
+        vals = tables.view(-1, f)[rows]  # [B, K, L, C, F]
+        grad_weights = (w[:, None, :, :, None] * vals * g).sum((2, 3, 4))
+    return grad_tables, grad_weights

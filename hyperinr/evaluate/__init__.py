@@ -1,0 +1,29 @@
+"""Evaluation: per-frame metrics, the LERP baseline and the report.
+
+Submodules are imported on first use so that `import hyperinr.evaluate` stays cheap (the
+report pulls in matplotlib, the metrics scikit-image).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate": "metrics",
+    "frame_metrics": "metrics",
+    "read_metrics": "metrics",
+    "interpolation_weights": "lerp",
+    "lerp_predict": "lerp",
+    "lerp_weights": "lerp",
+    "write_report": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

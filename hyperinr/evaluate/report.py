@@ -1,0 +1,394 @@
+"""The evaluation report: summary.md, psnr_ssim.png and slices.png.
+
+Numbers in summary.md are means of metrics.csv (NaN frames left out, counted), so the tables
+can always be recomputed from the csv. Plots use matplotlib's Agg canvas directly (no pyplot,
+no global backend switch), colours fixed per method across figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from hyperinr.atomic import atomic_path
+from hyperinr.evaluate._store import (
+    DatasetView,
+    open_dataset,
+    open_prediction,
+    order_methods,
+    prediction_attrs,
+)
+from hyperinr.evaluate.metrics import read_metrics
+
+_COLOURS = {"hyperinr": "C0", "teacher": "C1", "lerp": "C2"}
+_OTHER_COLOURS = ["C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+
+
+def _colour(method: str, methods: list[str]) -> str:
+    if method in _COLOURS:
+        return _COLOURS[method]
+    others = [m for m in methods if m not in _COLOURS]
+    return _OTHER_COLOURS[others.index(method) % len(_OTHER_COLOURS)]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def method_means(rows: list[dict[str, Any]], split: str) -> dict[str, dict[str, float]]:
+    """{method: {"psnr", "ssim", "n", "n_nan"}} over rows of one split (NaNs left out)."""
+    out: dict[str, dict[str, float]] = {}
+    for m in order_methods(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == m and r["split"] == split]
+        entry: dict[str, float] = {"n": len(sel)}
+        for key in ("psnr", "ssim"):
+            vals = np.array([r[key] for r in sel], dtype=np.float64)
+            good = vals[~np.isnan(vals)]
+            entry[key] = float(np.mean(good)) if good.size else math.nan
+            entry[f"n_nan_{key}"] = int(vals.size - good.size)
+        out[m] = entry
+    return out
+
+
+def fmt_psnr(v: float) -> str:
+    return "—" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.2f}")
+
+
+def fmt_ssim(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.4f}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """h:mm:ss.s"""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    h, rem = divmod(float(seconds), 3600.0)
+    m, s = divmod(rem, 60.0)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        text = f"{v:.4g}"
+    elif isinstance(v, (list, dict)):
+        text = json.dumps(v, separators=(",", ":"))
+    else:
+        text = str(v)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _best(means: dict[str, dict[str, float]], key: str) -> tuple[list[str], float]:
+    vals = {m: e[key] for m, e in means.items() if not math.isnan(e[key])}
+    if not vals:
+        return [], math.nan
+    top = max(vals.values())
+    return [m for m, v in vals.items() if v == top], top
+
+
+def _means_table(means: dict[str, dict[str, float]], store_walls: dict[str, float]) -> list[str]:
+    lines = [
+        "| method | mean PSNR (dB) | mean SSIM | frames | prediction wall time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m, e in means.items():
+        n_nan = max(e["n_nan_psnr"], e["n_nan_ssim"])
+        frames = f"{int(e['n'])}" + (f" ({n_nan} NaN left out)" if n_nan else "")
+        wall = fmt_duration(store_walls[m]) if m in store_walls else "—"
+        lines.append(f"| {m} | {fmt_psnr(e['psnr'])} | {fmt_ssim(e['ssim'])} | {frames} | {wall} |")
+    return lines
+
+
+def _verdict(means: dict[str, dict[str, float]], what: str) -> list[str]:
+    lines = []
+    for key, unit, fmt in (("psnr", " dB", fmt_psnr), ("ssim", "", fmt_ssim)):
+        winners, top = _best(means, key)
+        if winners:
+            who = ", ".join(f"**{w}**" for w in winners)
+            tie = " (tie)" if len(winners) > 1 else ""
+            lines.append(f"- Best mean {key.upper()} on {what}: {who}{tie} ({fmt(top)}{unit}).")
+    for a, b in (("hyperinr", "teacher"), ("hyperinr", "lerp")):
+        if a in means and b in means:
+            dp = means[a]["psnr"] - means[b]["psnr"]
+            ds = means[a]["ssim"] - means[b]["ssim"]
+            if math.isinf(dp):
+                exact = b if dp < 0 else a
+                lines.append(f"- {a} − {b} on {what}: not finite ({exact} is exact, PSNR = inf).")
+            elif math.isfinite(dp):
+                lines.append(
+                    f"- {a} − {b} on {what}: {dp:+.2f} dB PSNR, {ds:+.4f} SSIM "
+                    f"({'better' if dp > 0 else 'worse' if dp < 0 else 'equal'} in PSNR)."
+                )
+    return lines
+
+
+def _stage_rows(stage_infos: Sequence[str | Path]) -> list[str]:
+    lines = ["| stage | wall time (h:mm:ss) | details |", "|---|---:|---|"]
+    total = 0.0
+    for p in stage_infos:
+        p = Path(p)
+        if not p.exists():
+            lines.append(f"| {p.parent.name}/{p.name} | — | (missing) |")
+            continue
+        info = json.loads(p.read_text())
+        stage = str(info.get("stage") or p.parent.name)
+        wall = info.get("wall_seconds")
+        if isinstance(wall, (int, float)):
+            total += float(wall)
+        extras = ", ".join(
+            f"{k}={_cell(v)}" for k, v in info.items() if k not in ("stage", "wall_seconds")
+        )
+        lines.append(f"| {_cell(stage)} | {fmt_duration(wall)} | {extras} |")
+    lines.append(f"| **total** | {fmt_duration(total)} | |")
+    return lines
+
+
+def _dataset_facts(ds: DatasetView) -> list[str]:
+    n_train = int(ds.train.size)
+    ranges = ", ".join(
+        f"{n} ∈ [{lo:.6g}, {hi:.6g}]"
+        for n, (lo, hi) in zip(ds.param_names, ds.param_range, strict=True)
+    )
+    lo, hi = ds.value_range
+    return [
+        f"- name: `{ds.name}`",
+        f"- dims: {' × '.join(str(s) for s in ds.frame_shape[: ds.n_spatial])}"
+        + (f" ({'z, y, x' if ds.n_spatial == 3 else 'y, x'})" if ds.n_spatial in (2, 3) else "")
+        + (f", {ds.n_channels} channels" if ds.n_channels > 1 else ""),
+        f"- frames: {ds.n_frames} ({n_train} training, {ds.n_frames - n_train} unseen)",
+        f"- parameters: {ranges}",
+        f"- value range (physical): [{lo:.6g}, {hi:.6g}]",
+    ]
+
+
+def _write_summary(
+    path: Path,
+    ds: DatasetView,
+    rows: list[dict[str, Any]],
+    predictions: Mapping[str, str | Path],
+    stage_infos: Sequence[str | Path],
+) -> None:
+    store_walls = {}
+    for m, p in predictions.items():
+        wall = prediction_attrs(p).get("wall_seconds")
+        if isinstance(wall, (int, float)):
+            store_walls[m] = float(wall)
+    unseen = method_means(rows, "unseen")
+    train = method_means(rows, "train")
+    lines = [f"# HyperINR evaluation: `{ds.name}`", "", "## Dataset", "", *_dataset_facts(ds)]
+    lines += ["", "## Unseen frames (never shown to the teacher)", ""]
+    if any(e["n"] for e in unseen.values()):
+        lines += [*_means_table(unseen, store_walls), "", *_verdict(unseen, "unseen frames")]
+    else:
+        lines.append("No unseen frames in this dataset.")
+    lines += ["", "## Training frames", ""]
+    if any(e["n"] for e in train.values()):
+        lines += [*_means_table(train, store_walls), "", *_verdict(train, "training frames")]
+        if "lerp" in train:
+            lines.append(
+                "- LERP returns training frames unchanged, so its PSNR there is inf by "
+                "construction; only the unseen table compares methods fairly."
+            )
+    else:
+        lines.append("No training frames in this dataset.")
+    lines += [
+        "",
+        "PSNR/SSIM per frame in physical units, data range = the ground-truth frame's "
+        "max − min; means leave out frames whose metric is undefined (constant ground truth).",
+        "",
+        "## Wall times",
+        "",
+        *_stage_rows(stage_infos),
+        "",
+        "Figures: `psnr_ssim.png` (metrics per frame), `slices.png` (mid-z slices).",
+        "",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
+def _x_axis(ds: DatasetView) -> tuple[np.ndarray, str]:
+    if ds.params.shape[1] == 1:
+        return ds.params[:, 0], ds.param_names[0]
+    return np.arange(ds.n_frames, dtype=np.float64), "frame index"
+
+
+def _plot_metrics(path: Path, ds: DatasetView, rows: list[dict[str, Any]]) -> None:
+    x_all, xlabel = _x_axis(ds)
+    methods = order_methods(r["method"] for r in rows)
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True)
+    exact: dict[str, np.ndarray] = {}
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        for t in x_all[ds.train]:
+            ax.axvline(t, color="0.85", lw=0.8, zorder=0)
+        for m in methods:
+            sel = sorted((r for r in rows if r["method"] == m), key=lambda r: x_all[r["frame"]])
+            xs = np.array([x_all[r["frame"]] for r in sel])
+            ys = np.array([r[key] for r in sel], dtype=np.float64)
+            if key == "psnr" and np.isinf(ys).any():
+                exact[m] = xs[np.isinf(ys)]
+            ys[~np.isfinite(ys)] = np.nan
+            ax.plot(xs, ys, "-o", ms=2.5, lw=1.2, color=_colour(m, methods), label=m)
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[1].set_xlabel(xlabel)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.85", lw=2))
+    labels.append("training frames")
+    if exact:  # PSNR = inf cannot be drawn: mark those frames on the top edge instead
+        lo, hi = axes[0].get_ylim()
+        for m, xs in exact.items():
+            axes[0].plot(
+                xs,
+                np.full(len(xs), hi),
+                "^",
+                ms=6,
+                color=_colour(m, methods),
+                clip_on=False,
+                zorder=5,
+            )
+        axes[0].set_ylim(lo, hi)
+        handles.append(Line2D([], [], ls="", marker="^", color="0.4"))
+        labels.append("exact (PSNR = inf)")
+    axes[0].legend(handles, labels, loc="best", fontsize=8, ncols=min(3, len(labels)))
+    fig.suptitle(f"{ds.name}: per-frame quality")
+    _save(fig, path)
+
+
+def default_slice_frames(ds: DatasetView) -> list[int]:
+    """The unseen frame nearest the middle of the first and of the last training interval."""
+    unseen = np.flatnonzero(~ds.is_train())
+    if unseen.size == 0:
+        return [int(ds.n_frames // 2)]
+    train = np.sort(ds.train)
+    picks = []
+    intervals = list(zip(train[:-1], train[1:], strict=True))
+    for a, b in intervals:
+        inside = unseen[(unseen > a) & (unseen < b)]
+        if inside.size:
+            picks.append(int(inside[np.argmin(np.abs(inside - (a + b) / 2))]))
+            break
+    for a, b in reversed(intervals):
+        inside = unseen[(unseen > a) & (unseen < b)]
+        if inside.size:
+            picks.append(int(inside[np.argmin(np.abs(inside - (a + b) / 2))]))
+            break
+    if not picks:  # unseen frames only outside the training range
+        picks = [int(unseen[0]), int(unseen[-1])]
+    return list(dict.fromkeys(picks))
+
+
+def _view(frame: np.ndarray, ds: DatasetView) -> np.ndarray:
+    """The 2-D picture of a physical frame: mid-z slice of a volume; RGB kept for images."""
+    if ds.n_spatial == 3:
+        frame = frame[frame.shape[0] // 2]
+    if ds.n_channels > 1 and not (ds.n_spatial == 2 and ds.n_channels in (3, 4)):
+        frame = frame[..., 0]
+    return frame
+
+
+def _plot_slices(
+    path: Path,
+    ds: DatasetView,
+    rows: list[dict[str, Any]],
+    predictions: Mapping[str, str | Path],
+    frames: list[int],
+) -> None:
+    methods = order_methods(predictions)
+    stores = {m: open_prediction(predictions[m], ds) for m in methods}
+    psnr = {(r["frame"], r["method"]): r["psnr"] for r in rows}
+    ncols = 1 + len(methods)
+    rgb = ds.n_spatial == 2 and ds.n_channels in (3, 4)
+    h, w = _view(ds.physical_frame(frames[0]), ds).shape[:2]
+    panel = 2.6
+    fig = Figure(
+        figsize=(panel * ncols * max(w / h, 0.5) + 0.8, panel * len(frames) + 0.5),
+        layout="constrained",
+    )
+    axes = np.atleast_2d(fig.subplots(len(frames), ncols, squeeze=False))
+    is_train = ds.is_train()
+    for r, i in enumerate(frames):
+        gt = _view(ds.physical_frame(i), ds).astype(np.float64)
+        vmin, vmax = float(gt.min()), float(gt.max())
+        if vmax <= vmin:
+            vmax = vmin + 1.0
+        pics = [("ground truth", gt)] + [
+            (m, _view(np.asarray(stores[m][i], dtype=np.float32), ds).astype(np.float64))
+            for m in methods
+        ]
+        param = ", ".join(f"{n}={v:.4g}" for n, v in zip(ds.param_names, ds.params[i], strict=True))
+        im = None
+        for c, (label, pic) in enumerate(pics):
+            ax = axes[r, c]
+            if rgb:
+                ax.imshow(np.clip((pic - vmin) / (vmax - vmin), 0.0, 1.0), interpolation="nearest")
+            else:
+                im = ax.imshow(pic, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                split = "train" if is_train[i] else "unseen"
+                ax.set_title(f"ground truth\nframe {i} ({split})", fontsize=9)
+                ax.set_ylabel(param, fontsize=8)
+            else:
+                ax.set_title(
+                    f"{label}\nPSNR {fmt_psnr(psnr.get((i, label), math.nan))} dB", fontsize=9
+                )
+        if im is not None:
+            fig.colorbar(im, ax=list(axes[r, :]), shrink=0.85, pad=0.01)
+    where = "mid-z slice" if ds.n_spatial == 3 else "image"
+    fig.suptitle(f"{ds.name}: {where} of unseen frames (shared colour scale per row)", fontsize=10)
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def write_report(
+    dataset_path: str | Path,
+    metrics_csv: str | Path,
+    predictions: Mapping[str, str | Path],
+    stage_infos: Sequence[str | Path],
+    out_dir: str | Path,
+    slice_frames: Sequence[int] | None = None,
+) -> dict[str, Path]:
+    """Write summary.md, psnr_ssim.png and slices.png into `out_dir` (each atomically).
+
+    Returns {"summary": ..., "psnr_ssim": ..., "slices": ...}.
+    """
+    ds = open_dataset(dataset_path)
+    rows = read_metrics(metrics_csv)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = list(slice_frames) if slice_frames else default_slice_frames(ds)
+    for i in frames:
+        if not 0 <= int(i) < ds.n_frames:
+            raise ValueError(f"slice frame {i} outside [0, {ds.n_frames}) of {ds.path}")
+    frames = [int(i) for i in frames]
+    paths = {
+        "summary": out_dir / "summary.md",
+        "psnr_ssim": out_dir / "psnr_ssim.png",
+        "slices": out_dir / "slices.png",
+    }
+    _write_summary(paths["summary"], ds, rows, predictions, stage_infos)
+    _plot_metrics(paths["psnr_ssim"], ds, rows)
+    _plot_slices(paths["slices"], ds, rows, predictions, frames)
+    return paths

@@ -1,0 +1,47 @@
+"""Voxel/pixel coordinates in [0, 1]^D, the one convention every model and stage shares.
+
+Sample i along an axis of n samples sits at i / (n - 1), so the first and last voxels are the
+domain's corners. Coordinates are ordered x, y, z (x fastest, as tiny-cuda-nn and raw volume
+files do) while arrays are indexed [z, y, x] (C order), so a flat index into an array maps to a
+coordinate row without any transpose.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def flat_to_coords(flat: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """flat [B] int64 C-order indices into an array of shape `dims` (slowest first) -> [B, D]."""
+    coords = []
+    rest = flat
+    for n in reversed(dims):  # fastest axis first -> column 0 is x
+        coords.append((rest % n).to(torch.float32) / max(n - 1, 1))
+        rest = rest // n
+    return torch.stack(coords, dim=1)
+
+
+def grid_coords(
+    dims: tuple[int, ...], start: int = 0, stop: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """Coordinates of flat indices [start, stop): lets big volumes be evaluated slab by slab."""
+    total = 1
+    for n in dims:
+        total *= n
+    stop = total if stop is None else min(stop, total)
+    flat = torch.arange(start, stop, dtype=torch.int64, device=device)
+    return flat_to_coords(flat, dims)
+
+
+def n_voxels(dims: tuple[int, ...]) -> int:
+    total = 1
+    for n in dims:
+        total *= n
+    return total
+
+
+def normalise_params(params: torch.Tensor, param_range: torch.Tensor) -> torch.Tensor:
+    """Physical parameter values -> [0, 1] per parameter, using the dataset's recorded range."""
+    lo, hi = param_range[:, 0], param_range[:, 1]
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return (params - lo) / span

@@ -1,0 +1,83 @@
+"""What every training/prediction stage needs: the dataset as tensors and a stage record."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hyperinr.atomic import atomic_path
+from hyperinr.data.store import open_dataset
+from hyperinr.grid import normalise_params
+
+
+@dataclass
+class DatasetTensors:
+    """The frames a stage trains on, flattened to [n, n_voxels, C] in [0, 1]."""
+
+    dims: tuple[int, ...]
+    n_channels: int
+    params01: torch.Tensor  # [n_frames, P] normalised parameters of ALL frames
+    param_range: torch.Tensor  # [P, 2]
+    value_range: tuple[float, float]
+    train_indices: list[int]
+    eval_indices: list[int]
+    param_names: list[str]
+
+    @property
+    def n_params(self) -> int:
+        return self.params01.shape[1]
+
+    @property
+    def n_spatial(self) -> int:
+        return len(self.dims)
+
+
+def load_dataset_meta(path: str | Path) -> tuple[DatasetTensors, Any]:
+    """Open the Zarr dataset; returns typed metadata and the store (frames read lazily)."""
+    store = open_dataset(path)
+    param_range = torch.tensor(store.param_range, dtype=torch.float64)
+    params01 = normalise_params(torch.from_numpy(np.asarray(store.params, np.float64)), param_range)
+    meta = DatasetTensors(
+        dims=tuple(store.dims),
+        n_channels=int(store.n_channels),
+        params01=params01.float(),
+        param_range=param_range,
+        value_range=tuple(store.value_range),
+        train_indices=list(store.train_indices),
+        eval_indices=list(store.eval_indices),
+        param_names=list(store.param_names),
+    )
+    return meta, store
+
+
+def read_frames(store: Any, indices: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Frames [len(indices), n_voxels, C]; one frame at a time so peaks stay one frame large."""
+    out = []
+    for i in indices:
+        frame = np.asarray(store.frames[i], dtype=np.float32)
+        out.append(torch.from_numpy(frame.reshape(-1, max(1, store.n_channels))).to(dtype))
+    return torch.stack(out)
+
+
+def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) -> Path:
+    """Stage record read by the report: wall time, machine, and what the stage measured."""
+    info = {
+        "stage": stage,
+        "wall_seconds": round(float(wall_seconds), 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "device": extra.pop("device", "cpu"),
+        **extra,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    return path

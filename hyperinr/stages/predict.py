@@ -1,0 +1,97 @@
+"""Stage `predict`: every frame reconstructed by a model, in physical units, for evaluation.
+
+HyperINR predictions go through the path a user's renderer takes: `generate(theta)` builds a
+standalone INR (timed: the paper's generation latency), which is then evaluated on the grid
+(timed: inference bandwidth).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hyperinr.config import Config
+from hyperinr.data.store import write_frames_store
+from hyperinr.device import configure_threads, resolve_device
+from hyperinr.grid import grid_coords, n_voxels
+from hyperinr.models.inr import INR
+from hyperinr.stages.common import DatasetTensors, load_dataset_meta, write_info
+from hyperinr.stages.distill import load_hyperinr
+from hyperinr.stages.teacher import load_teacher, teacher_volume
+
+METHODS = ("teacher", "hyperinr")
+
+
+@torch.inference_mode()
+def inr_volume(inr: INR, dims: tuple[int, ...], batch: int, device: torch.device) -> np.ndarray:
+    """A standalone INR on the full grid: [n_voxels, C] float32 in [0, 1]."""
+    total = n_voxels(dims)
+    out = np.empty((total, inr.network.n_outputs), dtype=np.float32)
+    for start in range(0, total, batch):
+        x = grid_coords(dims, start, start + batch, device=device)
+        out[start : start + len(x)] = inr(x).float().cpu().numpy()
+    return out
+
+
+def _shape(meta: DatasetTensors) -> tuple[int, ...]:
+    return (*meta.dims, meta.n_channels) if meta.n_channels > 1 else tuple(meta.dims)
+
+
+def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path) -> Path:
+    """Writes the prediction store `out` and `out` with suffix .json (timings)."""
+    if method not in METHODS:
+        raise ValueError(f"predict: unknown method '{method}' (one of {', '.join(METHODS)})")
+    configure_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    meta, store = load_dataset_meta(dataset)
+    lo, hi = meta.value_range
+    batch = cfg.evaluate.batch_size
+    timings: dict[str, list[float]] = {"generate_ms": [], "infer_seconds": []}
+
+    if method == "teacher":
+        teacher, _ = load_teacher(model_path, device)
+
+        def volume(i: int) -> np.ndarray:
+            return teacher_volume(teacher, meta.params01[i], meta.dims, batch, device)
+
+    else:
+        hyper, _ = load_hyperinr(model_path, device)
+
+        def volume(i: int) -> np.ndarray:
+            t0 = time.perf_counter()
+            inr = hyper.generate(meta.params01[i].double().numpy())
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timings["generate_ms"].append((time.perf_counter() - t0) * 1e3)
+            return inr_volume(inr, meta.dims, batch, device)
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(len(meta.params01)):
+            t0 = time.perf_counter()
+            vol01 = volume(i)
+            timings["infer_seconds"].append(time.perf_counter() - t0)
+            yield (lo + vol01 * (hi - lo)).reshape(_shape(meta)).astype(np.float32)
+
+    t0 = time.perf_counter()
+    write_frames_store(
+        out,
+        frames(),
+        (len(meta.params01), *_shape(meta)),
+        {"method": method, "value_range": [lo, hi]},
+        n_channels=meta.n_channels,
+    )
+    wall = time.perf_counter() - t0
+    n_vox = n_voxels(meta.dims)
+    extra = {
+        "method": method,
+        "frames": len(meta.params01),
+        "voxels_per_second": round(n_vox * len(timings["infer_seconds"]) / sum(timings["infer_seconds"])),
+    }
+    if timings["generate_ms"]:
+        extra["generate_ms_median"] = round(float(np.median(timings["generate_ms"])), 4)
+    write_info(out.with_suffix(".json"), f"predict_{method}", wall, device=str(device), **extra)
+    return out

@@ -1,0 +1,92 @@
+import glob
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../workflow/schemas/config.schema.yaml")
+
+RESULTS = f"results/{config['dataset']['name']}"
+LOGS = f"logs/{config['dataset']['name']}"
+MODEL_METHODS = ["teacher", "hyperinr"]
+
+# Requests a scheduler sees; config `resources.<rule>` overrides any of them.
+DEFAULT_RESOURCES = {
+    "simulate": {"gpu": 0, "runtime": 30, "mem_mb": 4000},
+    "ingest": {"gpu": 0, "runtime": 60, "mem_mb": 8000},
+    "teacher": {"gpu": 1, "runtime": 240, "mem_mb": 32000},
+    "distill_set": {"gpu": 1, "runtime": 120, "mem_mb": 32000},
+    "distill": {"gpu": 1, "runtime": 240, "mem_mb": 64000},
+    "predict": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
+    "evaluate": {"gpu": 0, "runtime": 60, "mem_mb": 16000},
+    "report": {"gpu": 0, "runtime": 15, "mem_mb": 4000},
+}
+
+
+wildcard_constraints:
+    method="hyperinr|teacher|lerp",
+
+
+def resource(rule_name, key):
+    """Scheduler request of one rule: config value, else the default above."""
+    return config["resources"].get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
+
+
+def stage_config(*sections):
+    """The config sections a stage reads, as JSON: changing another section reruns nothing."""
+    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+
+
+def dataset_files():
+    """Frames the ingest reads: the simulation's output, or the user's files as configured."""
+    sim = config["simulate"]
+    if sim["activate"]:
+        return [f"{sim['output_dir']}/tgv.h5", f"{sim['output_dir']}/params.json"]
+    files = []
+    for pattern in config["dataset"]["files"]:
+        matches = sorted(glob.glob(pattern))
+        files.extend(matches or [pattern])  # a missing file is reported by Snakemake, by name
+    sidecar = config["dataset"]["params"]["sidecar"]
+    if sidecar and config["dataset"]["params"]["values"] is None:
+        files.append(sidecar)
+    return files
+
+
+def model_for(wildcards):
+    """The trained model a prediction needs (LERP needs none)."""
+    if wildcards.method == "lerp":
+        return []
+    return f"{RESULTS}/{wildcards.method}/model.pt"
+
+
+def predictions():
+    return {m: f"{RESULTS}/predictions/{m}.zarr" for m in config["evaluate"]["methods"]}
+
+
+def pred_args():
+    return " ".join(f"--pred {m}={p}" for m, p in predictions().items())
+
+
+def stage_infos():
+    infos = [f"{RESULTS}/predictions/{m}.json" for m in config["evaluate"]["methods"]]
+    methods = set(config["evaluate"]["methods"])
+    if methods & {"teacher", "hyperinr"}:
+        infos.insert(0, f"{RESULTS}/teacher/info.json")
+    if "hyperinr" in methods:
+        infos[1:1] = [f"{RESULTS}/distill_set_info.json", f"{RESULTS}/hyperinr/info.json"]
+    return infos
+
+
+def all_outputs():
+    return [
+        f"{RESULTS}/report/summary.md",
+        f"{RESULTS}/report/metrics.csv",
+        f"{RESULTS}/report/psnr_ssim.png",
+        f"{RESULTS}/report/slices.png",
+    ]
+
+
+def parent_of(name):
+    """Param: the directory of output `name` (derived, so it follows the output anywhere)."""
+    return lambda wildcards, output: str(Path(output[name]).parent)

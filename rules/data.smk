@@ -1,0 +1,38 @@
+rule simulate:
+    output:
+        h5=f"{config['simulate']['output_dir']}/tgv.h5",
+        params=f"{config['simulate']['output_dir']}/params.json",
+    params:
+        cfg=stage_config("simulate"),
+        out_dir=parent_of("h5"),
+    log:
+        f"logs/simulate/{Path(config['simulate']['output_dir']).name}.log",
+    threads: 1
+    resources:
+        gpu=resource("simulate", "gpu"),
+        runtime=resource("simulate", "runtime"),
+        mem_mb=resource("simulate", "mem_mb"),
+    conda:
+        "../envs/sim.yaml"
+    shell:
+        "hyperinr simulate --config-json {params.cfg:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule ingest:
+    input:
+        dataset_files(),
+    output:
+        directory(f"{RESULTS}/dataset.zarr"),
+    params:
+        cfg=stage_config("dataset"),
+    log:
+        f"{LOGS}/ingest.log",
+    threads: 1
+    resources:
+        gpu=resource("ingest", "gpu"),
+        runtime=resource("ingest", "runtime"),
+        mem_mb=resource("ingest", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr ingest --config-json {params.cfg:q} --out {output:q} > {log:q} 2>&1"

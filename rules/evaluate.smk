@@ -1,0 +1,90 @@
+rule predict:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        model=model_for,
+    output:
+        store=directory(f"{RESULTS}/predictions/{{method}}.zarr"),
+        info=f"{RESULTS}/predictions/{{method}}.json",
+    params:
+        cfg=stage_config("evaluate", "hyperinr", "runtime"),
+        model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
+    log:
+        f"{LOGS}/predict_{{method}}.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=lambda wildcards: 0 if wildcards.method == "lerp" else resource("predict", "gpu"),
+        runtime=resource("predict", "runtime"),
+        mem_mb=resource("predict", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr predict --config-json {params.cfg:q} --method {wildcards.method}"
+        " --dataset {input.dataset:q} {params.model} --out {output.store:q} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        predictions=list(predictions().values()),
+    output:
+        metrics=report(
+            f"{RESULTS}/report/metrics.csv",
+            caption="../workflow/report/metrics.rst",
+            category="Metrics",
+        ),
+    params:
+        preds=pred_args(),
+    log:
+        f"{LOGS}/evaluate.log",
+    threads: 1
+    resources:
+        gpu=resource("evaluate", "gpu"),
+        runtime=resource("evaluate", "runtime"),
+        mem_mb=resource("evaluate", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr evaluate --dataset {input.dataset:q} {params.preds}"
+        " --out {output.metrics:q} > {log:q} 2>&1"
+
+
+rule report:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        metrics=f"{RESULTS}/report/metrics.csv",
+        predictions=list(predictions().values()),
+        infos=stage_infos(),
+    output:
+        summary=report(
+            f"{RESULTS}/report/summary.md",
+            caption="../workflow/report/summary.rst",
+            category="Summary",
+        ),
+        plot=report(
+            f"{RESULTS}/report/psnr_ssim.png",
+            caption="../workflow/report/psnr_ssim.rst",
+            category="Metrics",
+        ),
+        slices=report(
+            f"{RESULTS}/report/slices.png",
+            caption="../workflow/report/slices.rst",
+            category="Images",
+        ),
+    params:
+        cfg=stage_config("evaluate"),
+        preds=pred_args(),
+        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+        out_dir=parent_of("summary"),
+    log:
+        f"{LOGS}/report.log",
+    threads: 1
+    resources:
+        gpu=resource("report", "gpu"),
+        runtime=resource("report", "runtime"),
+        mem_mb=resource("report", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr report --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        " --metrics {input.metrics:q} {params.preds} {params.infos}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"

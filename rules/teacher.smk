@@ -1,0 +1,21 @@
+rule teacher:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+    output:
+        model=f"{RESULTS}/teacher/model.pt",
+        info=f"{RESULTS}/teacher/info.json",
+    params:
+        cfg=stage_config("teacher", "runtime"),
+        out_dir=parent_of("model"),
+    log:
+        f"{LOGS}/teacher.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("teacher", "gpu"),
+        runtime=resource("teacher", "runtime"),
+        mem_mb=resource("teacher", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr teacher --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"

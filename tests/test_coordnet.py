@@ -1,0 +1,33 @@
+import math
+
+import torch
+
+from hyperinr.models.coordnet import CoordNet, ResBlock, from_teacher_range, to_teacher_range
+
+
+def test_reference_layout_and_output_range():
+    net = CoordNet(4, 1, (64, 128, 256), 10)
+    blocks = list(net.net)
+    # 3 encoder blocks + 10 hidden + 1 decoder, as in the reference and Sec. 5 of the paper
+    assert len(blocks) == 14
+    assert [b.layer1.linear.out_features for b in blocks[:3]] == [64, 128, 256]
+    assert blocks[-1].layer2.linear.out_features == 1
+    assert abs(sum(p.numel() for p in net.parameters()) - 1.49e6) < 0.01e6  # field notes: 1.49 M
+    y = net(torch.rand(512, 4) * 2 - 1)
+    assert y.shape == (512, 1) and y.abs().max() <= 1.0
+
+
+def test_siren_init_bounds_and_shortcut():
+    block = ResBlock(64, 128)
+    bound = math.sqrt(6 / 64) / 30
+    assert block.layer1.linear.weight.abs().max() <= bound
+    assert block.shortcut.linear.weight.shape == (128, 64)  # sine shortcut when widths differ
+    same = ResBlock(32, 32)
+    x = torch.rand(5, 32)
+    assert torch.allclose(same(x), 0.5 * (same.layer2(same.layer1(x)) + x))
+
+
+def test_value_mapping_round_trip():
+    v = torch.rand(100)
+    assert torch.allclose(from_teacher_range(to_teacher_range(v)), v)
+    assert to_teacher_range(torch.tensor([0.0, 1.0])).tolist() == [-1.0, 1.0]

@@ -1,0 +1,79 @@
+"""HyperINR: table blending (generation) equals encoding blending (training); export round trip."""
+
+import numpy as np
+import pytest
+import torch
+
+from hyperinr.models.hyperinr import HyperINR, even_positions
+from hyperinr.models.inr import INR
+
+ENC = {
+    "otype": "HashGrid",
+    "n_levels": 4,
+    "n_features_per_level": 2,
+    "log2_hashmap_size": 10,
+    "base_resolution": 4,
+    "per_level_scale": 1.5,
+}
+NET = {"n_neurons": 16, "n_hidden_layers": 2}
+
+
+def _model(positions):
+    torch.manual_seed(0)
+    model = HyperINR(positions, 3, 1, ENC, NET, k_nearest=3)
+    with torch.no_grad():  # tables far from zero so differences between encoders show
+        model.tables.uniform_(-1, 1)
+    return model
+
+
+@pytest.mark.parametrize("positions", [even_positions(5), np.random.default_rng(1).random((9, 2))])
+def test_generated_inr_equals_training_forward(positions):
+    model = _model(positions)
+    x = torch.rand(257, 3)
+    theta = np.full((1, positions.shape[1]), 0.37)
+    idx, w = model.lookup(theta)
+    with torch.no_grad():
+        trained = model(x, idx.expand(len(x), -1), w.expand(len(x), -1))
+    generated = model.generate(theta[0])(x)
+    assert torch.allclose(trained, generated, atol=1e-5)
+
+
+def test_generation_at_an_encoder_position_uses_that_encoder_alone():
+    model = _model(even_positions(5))
+    inr = model.generate(np.array([0.5]))  # position of encoder 2
+    assert torch.allclose(inr.table, model.tables[2])
+
+
+def test_linear_in_time_between_neighbours():
+    model = _model(even_positions(3))
+    t0, t1 = model.generate(np.array([0.0])).table, model.generate(np.array([0.5])).table
+    mid = model.generate(np.array([0.25])).table
+    assert torch.allclose(mid, 0.5 * (t0 + t1), atol=1e-7)
+
+
+def test_gradients_reach_only_the_neighbouring_encoders():
+    model = _model(even_positions(5))
+    x = torch.rand(64, 3)
+    idx, w = model.lookup(np.array([[0.1]]))  # between encoders 0 and 1
+    model(x, idx.expand(64, -1), w.expand(64, -1)).sum().backward()
+    touched = model.tables.grad.abs().sum(dim=1) > 0
+    assert touched.tolist() == [True, True, False, False, False]
+    assert all(p.grad is not None for p in model.mlp.parameters())
+
+
+def test_export_round_trip(tmp_path):
+    model = _model(even_positions(4))
+    inr = model.generate(np.array([0.6]), {"param": [0.6]})
+    path = inr.save(tmp_path / "inr.npz")
+    loaded = INR.load(path)
+    x = torch.rand(100, 3)
+    assert torch.equal(inr(x), loaded(x))
+    assert loaded.metadata["param"] == [0.6]
+    assert loaded.encoding.config["otype"] == "HashGrid"
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        INR.load(bad)

@@ -1,0 +1,141 @@
+"""The LERP baseline: weights (1-D linear, n-D IDW) and the prediction store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hyperinr.evaluate._synthetic import write_dataset
+from hyperinr.evaluate.lerp import interpolation_weights, lerp_predict
+
+
+def _blend(values, idx, w):
+    return np.einsum("qk,qk...->q...", w, values[idx])
+
+
+# ----------------------------------------------------------------------------- 1-D
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-10, 10, allow_nan=False), min_size=2, max_size=12, unique=True),
+    st.lists(st.floats(-20, 20, allow_nan=False), min_size=1, max_size=10),
+    st.floats(-3, 3),
+    st.floats(-3, 3),
+)
+def test_1d_exact_for_linear_data_and_clamped(train, query, a, b):
+    pos = np.array(train)[:, None]
+    q = np.array(query)[:, None]
+    idx, w = interpolation_weights(pos, q, k=4)
+    assert idx.shape == w.shape == (len(query), 2)
+    assert np.allclose(w.sum(1), 1.0) and (w >= -1e-12).all()
+    values = a * pos[:, 0] + b  # data linear in t
+    qc = np.clip(q[:, 0], pos.min(), pos.max())  # clamps outside
+    assert np.allclose(_blend(values, idx, w), a * qc + b, atol=1e-9 * (1 + abs(a) * 20))
+    # exact on the training positions themselves
+    idx_t, w_t = interpolation_weights(pos, pos, k=4)
+    assert np.allclose(_blend(values, idx_t, w_t), values, atol=1e-12 * (1 + abs(a) * 20))
+
+
+def test_1d_brackets_nearest_training_positions():
+    pos = np.array([[0.8], [0.0], [0.4]])  # unsorted on purpose
+    idx, w = interpolation_weights(pos, np.array([[0.1], [0.6], [0.4]]), k=4)
+    assert sorted(idx[0].tolist()) == [1, 2] and np.isclose(w[0][idx[0] == 2][0], 0.25)
+    assert sorted(idx[1].tolist()) == [0, 2] and np.allclose(w[1], 0.5)
+    assert np.isclose(w[2][idx[2] == 2].sum(), 1.0)
+
+
+# ----------------------------------------------------------------------------- n-D
+
+
+def test_idw_weights_sum_to_one_and_use_k_nearest():
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(size=(30, 2))
+    q = rng.uniform(size=(50, 2))
+    idx, w = interpolation_weights(pos, q, k=4)
+    assert idx.shape == w.shape == (50, 4)
+    assert np.allclose(w.sum(1), 1.0) and (w > 0).all()
+    d = np.linalg.norm(pos[None] - q[:, None], axis=-1)
+    for r in range(50):
+        assert set(idx[r]) == set(np.argsort(d[r])[:4])
+        dq = d[r, idx[r]]
+        assert np.allclose(w[r], (1 / dq) / (1 / dq).sum())  # p = 1
+
+
+def test_idw_exact_hit_takes_that_position():
+    pos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    idx, w = interpolation_weights(pos, pos[[2]], k=3)
+    assert idx[0, 0] == 2 and w[0, 0] == 1.0 and np.all(w[0, 1:] == 0)
+
+
+def test_idw_k_larger_than_positions():
+    pos = np.array([[0.0, 0.0], [1.0, 1.0]])
+    idx, w = interpolation_weights(pos, np.array([[0.2, 0.3]]), k=8)
+    assert idx.shape[1] == 2 and np.isclose(w.sum(), 1.0)
+
+
+# ----------------------------------------------------------------------------- store
+
+
+def test_lerp_predict_exact_on_train_and_linear_data(tmp_path):
+    n, shape = 9, (4, 5, 6)
+    t = np.linspace(0.0, 2.0, n)
+    base = np.random.default_rng(1).normal(size=shape)
+    slope = np.random.default_rng(2).normal(size=shape)
+    physical = base[None] + t[:, None, None, None] * slope[None]  # linear in t
+    ds = write_dataset(tmp_path / "dataset.zarr", physical, t, [0, 4, 8], param_names=["t"])
+    info = lerp_predict(
+        ds,
+        tmp_path / "predictions" / "lerp.zarr",
+        k=4,
+        progress=False,
+        info_path=tmp_path / "predictions" / "lerp.json",
+    )
+    assert info["stage"] == "lerp" and info["wall_seconds"] >= 0
+    out = zarr.open_group(str(tmp_path / "predictions" / "lerp.zarr"), mode="r")
+    assert out.attrs["method"] == "lerp" and "wall_seconds" in out.attrs
+    assert list(out.attrs["value_range"]) == list(zarr.open_group(str(ds)).attrs["value_range"])
+    frames = out["frames"]
+    assert frames.shape == physical.shape and frames.dtype == np.float32
+    assert frames.chunks == (1, *shape)
+    src = zarr.open_group(str(ds), mode="r")
+    lo, hi = src.attrs["value_range"]
+    stored = (lo + src["frames"][...].astype(np.float64) * (hi - lo)).astype(np.float32)
+    for i in (0, 4, 8):  # bit-exact on training frames
+        assert np.array_equal(frames[i], stored[i])
+    assert np.allclose(frames[...], physical, atol=1e-5 * (hi - lo))
+    assert (tmp_path / "predictions" / "lerp.json").exists()
+    assert not list((tmp_path / "predictions").glob(".lerp.zarr.tmp-*"))
+
+
+def test_lerp_predict_nd_idw(tmp_path):
+    rng = np.random.default_rng(3)
+    params = rng.uniform(size=(10, 2)) * [1.0, 100.0]  # very different units
+    physical = rng.normal(size=(10, 6, 7))
+    ds = write_dataset(
+        tmp_path / "d.zarr", physical, params, [0, 2, 4, 6, 8], param_names=["theta", "phi"]
+    )
+    lerp_predict(ds, tmp_path / "lerp.zarr", k=3, progress=False)
+    frames = zarr.open_group(str(tmp_path / "lerp.zarr"), mode="r")["frames"][...]
+    assert np.allclose(frames[[0, 2, 4, 6, 8]], physical[[0, 2, 4, 6, 8]], atol=1e-5)
+    # unseen frames: IDW over the 3 nearest training frames in [0, 1]-scaled params
+    scaled = (params - params.min(0)) / (params.max(0) - params.min(0))
+    train = np.array([0, 2, 4, 6, 8])
+    for i in (1, 3, 5, 7, 9):
+        d = np.linalg.norm(scaled[train] - scaled[i], axis=1)
+        near = np.argsort(d)[:3]
+        w = (1 / d[near]) / (1 / d[near]).sum()
+        expected = np.einsum("k,k...->...", w, physical[train[near]])
+        assert np.allclose(frames[i], expected, atol=1e-5)
+
+
+def test_lerp_rejects_empty_training_split(tmp_path):
+    ds = write_dataset(
+        tmp_path / "d.zarr", np.random.default_rng(0).normal(size=(3, 4, 4)), np.arange(3.0), []
+    )
+    with pytest.raises(ValueError, match="empty"):
+        lerp_predict(ds, tmp_path / "lerp.zarr", progress=False)
+    assert not (tmp_path / "lerp.zarr").exists()
