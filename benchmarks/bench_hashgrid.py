@@ -12,6 +12,7 @@ Ratios are time(encoder) / time(bare gather of the same backend), measured in th
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -33,18 +34,6 @@ CONFIG = {
     "per_level_scale": 2.0,
 }
 DIMS = 3
-
-
-def timeit(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(median, best) seconds of ``fn`` after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
 
 
 def numba_bare_gather() -> Callable[..., None]:
@@ -69,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=2**16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     ap.add_argument("--ensemble", type=int, default=24, help="N tables for the K=2 blend rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,17 +78,7 @@ def main() -> None:
     table = torch.empty(enc.n_params).uniform_(-1, 1).requires_grad_(True)
     table2d = table.detach().view(-1, n_feat)
     rows = torch.randint(0, table2d.shape[0], (batch, geom.n_levels, n_corners))
-    results: dict[str, tuple[float, float]] = {}
-
-    def record(name: str, fn: Callable[[], object]) -> None:
-        try:
-            results[name] = timeit(fn, reps)
-        except Exception as exc:  # report and keep going (e.g. torch.compile without gcc)
-            print(f"{name:<34} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-            return
-        med, best = results[name]
-        print(f"{name:<34} {batch / med / 1e6:7.3f} M samples/s (median)  "
-              f"{batch / best / 1e6:7.3f} best")
+    cases: dict[str, Callable[[], object]] = {}
 
     def fwd_bwd(fn: Callable[[], torch.Tensor], params: torch.Tensor) -> Callable[[], None]:
         def run() -> None:
@@ -107,8 +86,14 @@ def main() -> None:
             fn().backward(grad_out)
         return run
 
+    def no_grad(fn: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return fn()
+        return run
+
     # --- bare gathers (the floor) ---
-    record("bare gather torch", lambda: table2d[rows].sum(2))
+    cases["bare gather torch"] = lambda: table2d[rows].sum(2)
     kernels = numba_kernels()
     if kernels is not None:
         gather_sum = numba_bare_gather()
@@ -120,52 +105,74 @@ def main() -> None:
             numba.set_num_threads(args.threads)
             gather_sum(t_np, r_np, out_np)
 
-        record("bare gather numba", bare_numba)
+        cases["bare gather numba"] = bare_numba
 
-    # --- encoder, per backend ---
+    # --- encoder, per backend (one module per backend so the cases can be interleaved) ---
     backends = ["torch"] + (["numba"] if kernels is not None else [])
-    for backend in backends:
-        enc.backend = backend
-        with torch.no_grad():
-            record(f"hashgrid fwd {backend}", lambda: enc(x, table))
-        record(f"hashgrid fwd+bwd {backend}", fwd_bwd(lambda: enc(x, table), table))
-
-    # --- torch.compile of the plain torch path (autograd backward) ---
-    tg = enc._grid.torch_geometry(torch.device("cpu"))
-    try:
-        compiled = torch.compile(lambda xx, tt: forward_single(xx, tt, tg), dynamic=False)
-    except Exception as exc:
-        print(f"torch.compile unavailable: {exc}")
-    else:
-        with torch.no_grad():
-            record("hashgrid fwd torch.compile", lambda: compiled(x, table))
-        record("hashgrid fwd+bwd torch.compile", fwd_bwd(lambda: compiled(x, table), table))
-
-    # --- HyperINR's training call: K=2 blend of N tables per sample ---
     tables = torch.empty(args.ensemble, enc.n_params).uniform_(-1, 1).requires_grad_(True)
     idx = torch.randint(0, args.ensemble - 1, (batch, 1))
-    idx = torch.cat((idx, idx + 1), 1)
+    idx = torch.cat((idx, idx + 1), 1)  # 1-D parameter space: the two neighbouring encoders
     w = torch.rand(batch, 1)
     w = torch.cat((w, 1 - w), 1)
     for backend in backends:
-        enc.backend = backend
-        with torch.no_grad():
-            record(f"ensemble K=2 fwd {backend}", lambda: enc(x, tables, idx, w))
-        record(f"ensemble K=2 fwd+bwd {backend}",
-               fwd_bwd(lambda: enc(x, tables, idx, w), tables))
+        e = HashGrid(DIMS, CONFIG, backend=backend)
+        cases[f"hashgrid fwd {backend}"] = no_grad(lambda e=e: e(x, table))
+        cases[f"hashgrid fwd+bwd {backend}"] = fwd_bwd(lambda e=e: e(x, table), table)
+        cases[f"ensemble K=2 fwd {backend}"] = no_grad(lambda e=e: e(x, tables, idx, w))
+        cases[f"ensemble K=2 fwd+bwd {backend}"] = fwd_bwd(lambda e=e: e(x, tables, idx, w),
+                                                           tables)
 
-    print("ratios: time / time(bare gather of the same backend), medians")
-    for name, (med, _) in results.items():
-        if name.startswith("bare"):
-            continue
-        base = "numba" if "numba" in name else "torch"
-        ref = results.get(f"bare gather {base}")
-        if ref:
-            print(f"  {name:<34} {med / ref[0]:6.2f}x")
-    fastest = min((v[0], k) for k, v in results.items() if k.startswith("bare"))
-    best_fb = min((v[0], k) for k, v in results.items() if k.startswith("hashgrid fwd+bwd"))
-    print(f"fastest fwd+bwd ({best_fb[1]}) / fastest bare gather ({fastest[1]}): "
-          f"{best_fb[0] / fastest[0]:.2f}x (target <= 3x)")
+    # --- torch.compile of the plain torch path (autograd backward) ---
+    tg = enc._grid.torch_geometry(torch.device("cpu"))
+    compiled = torch.compile(lambda xx, tt: forward_single(xx, tt, tg), dynamic=False)
+    cases["hashgrid fwd torch.compile"] = no_grad(lambda: compiled(x, table))
+    cases["hashgrid fwd+bwd torch.compile"] = fwd_bwd(lambda: compiled(x, table), table)
+
+    # Warm up (JIT, torch.compile); drop cases that fail, saying why.
+    for name in list(cases):
+        try:
+            t0 = time.perf_counter()
+            cases[name]()
+            cases[name]()
+            if time.perf_counter() - t0 > 5:
+                print(f"{name}: warm-up took {time.perf_counter() - t0:.0f} s")
+        except Exception as exc:  # e.g. torch.compile without a working compiler
+            print(f"{name:<34} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            del cases[name]
+
+    # Rounds interleave all cases, so a shared machine's load hits them alike; ratios are
+    # taken within a round and summarised by their median.
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(reps):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+
+    def baseline(name: str) -> str:
+        return "bare gather numba" if "numba" in name else "bare gather torch"
+
+    def ratios(name: str, ref: str) -> tuple[float, float]:
+        """(median over rounds of time / ref time, best time / best ref time)."""
+        med = statistics.median(t / r for t, r in zip(times[name], times[ref], strict=True))
+        return med, min(times[name]) / min(times[ref])
+
+    print(f"{'case':<32} {'M samples/s':>11} {'best':>7}   ratio to bare gather: median, best")
+    for name, ts in times.items():
+        rate, peak = batch / statistics.median(ts) / 1e6, batch / min(ts) / 1e6
+        line = f"{name:<32} {rate:11.3f} {peak:7.3f}"
+        if not name.startswith("bare") and baseline(name) in times:
+            med, best = ratios(name, baseline(name))
+            line += f"   {med:5.2f}x {best:5.2f}x ({baseline(name).split()[-1]})"
+        print(line)
+    bare = min(("bare gather numba", "bare gather torch"),
+               key=lambda k: statistics.median(times.get(k, [math.inf])))
+    fb = min((k for k in times if k.startswith("hashgrid fwd+bwd")),
+             key=lambda k: statistics.median(times[k]))
+    med, best = ratios(fb, bare)
+    print(f"fastest fwd+bwd ({fb}) / fastest bare gather ({bare}): {med:.2f}x median, "
+          f"{best:.2f}x best (target <= 3x: {'met' if med <= 3 else 'not met'} on the median); "
+          f"load after run {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

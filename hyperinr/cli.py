@@ -77,16 +77,29 @@ def _cmd_teacher(cfg: Config, args: argparse.Namespace) -> None:
     train_teacher(cfg, Path(args.dataset), Path(args.out_dir))
 
 
+def _cmd_distill_set_shard(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.distill_set import build_shard
+
+    build_shard(cfg, Path(args.dataset), Path(args.teacher), args.shard, Path(args.out))
+
+
 def _cmd_distill_set(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.distill_set import build_distill_set
 
-    build_distill_set(cfg, Path(args.dataset), Path(args.teacher), Path(args.out))
+    shards = Path(args.shards_dir) if args.shards_dir else None
+    build_distill_set(cfg, Path(args.dataset), Path(args.teacher), Path(args.out), shards)
 
 
 def _cmd_distill(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.distill import distill_hyperinr
 
-    distill_hyperinr(cfg, Path(args.dataset), Path(args.distill_set), Path(args.out_dir))
+    distill_hyperinr(
+        cfg,
+        Path(args.dataset),
+        Path(args.distill_set) if args.distill_set else None,
+        Path(args.out_dir),
+        teacher=Path(args.teacher) if args.teacher else None,
+    )
 
 
 def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
@@ -155,8 +168,7 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
 def _cmd_install_profiles(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.profiles import install_profiles
 
-    for path in install_profiles(Path(args.dest) if args.dest else None, force=args.force):
-        print(path)
+    install_profiles(Path(args.dest) if args.dest else None, force=args.force)  # reports itself
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,13 +190,24 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("teacher", _cmd_teacher, "train the CoordNet teacher")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
-    p = verb("distill-set", _cmd_distill_set, "precompute the teacher's distillation set")
+    p = verb("distill-set-shard", _cmd_distill_set_shard, "compute one distillation-set shard")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--shard", required=True, type=int, help="shard index (0-based)")
+    p.add_argument("--out", required=True, help="the shard's Zarr store (shard_<i>.zarr)")
+    p = verb(
+        "distill-set",
+        _cmd_distill_set,
+        "check every shard, compute missing/stale/corrupt ones, publish the distillation set",
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--teacher", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--shards-dir", help="default: <out's directory>/distill_set/shards")
     p = verb("distill", _cmd_distill, "train HyperINR on the distillation set")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--distill-set", required=True)
+    p.add_argument("--distill-set", help="the distillation set (hyperinr.targets: precomputed)")
+    p.add_argument("--teacher", help="the teacher (hyperinr.targets: on_demand)")
     p.add_argument("--out-dir", required=True)
     p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
     p.add_argument("--method", required=True, choices=["teacher", "hyperinr", "lerp"])

@@ -104,9 +104,14 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class DistillSetConfig:
+    """The teacher's outputs at N_D parameters, computed in shards of `shard_size` parameters."""
+
     n_params: int = 100
     dtype: str = "float16"
     batch_size: int = 65536
+    shard_size: int = 8  # parameters per shard (one Snakemake job each)
+    mode: str = "full"  # full: the whole grid per parameter | subset: random points per parameter
+    points_per_param: int = 65536  # random coordinates per parameter (mode subset only)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ class HyperINRConfig:
         }
     )
     k_nearest: int = 4
+    targets: str = "precomputed"  # precomputed (the distillation set) | on_demand (the teacher)
+    buffer_mb: int = 2048  # host memory for the set; a larger set is streamed from disk
+    loader_threads: int = 2  # background threads reading the set when streaming
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, eps=1e-10))
 
 
@@ -200,18 +208,26 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
+    """`data` over `base` (the field's own default): a partial `train:` block keeps the
+    section's defaults (teacher lr 1e-5, HyperINR eps 1e-10), exactly as schema validation does."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    base = cls() if base is None else base
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(names))})")
+        allowed = ", ".join(sorted(names))
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {allowed})")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
-    return cls(**kwargs)
+        default = getattr(base, name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}", default)
+        else:
+            kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return dataclasses.replace(base, **kwargs)
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

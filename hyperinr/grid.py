@@ -22,7 +22,10 @@ def flat_to_coords(flat: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 
 
 def grid_coords(
-    dims: tuple[int, ...], start: int = 0, stop: int | None = None, device: torch.device | None = None
+    dims: tuple[int, ...],
+    start: int = 0,
+    stop: int | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Coordinates of flat indices [start, stop): lets big volumes be evaluated slab by slab."""
     total = 1

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 PROFILE_FILES = ("config.yaml", "profile.yaml")
 
@@ -39,7 +39,8 @@ def user_profile_dir() -> Path:
 
 def _is_profile(path: Path) -> bool:
     return path.is_dir() and any(
-        f.name in PROFILE_FILES or (f.name.startswith(("config.v", "profile.v")) and f.suffix == ".yaml")
+        f.name in PROFILE_FILES
+        or (f.name.startswith(("config.v", "profile.v")) and f.suffix == ".yaml")
         for f in path.iterdir()
     )
 

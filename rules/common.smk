@@ -16,7 +16,8 @@ DEFAULT_RESOURCES = {
     "simulate": {"gpu": 0, "runtime": 30, "mem_mb": 4000},
     "ingest": {"gpu": 0, "runtime": 60, "mem_mb": 8000},
     "teacher": {"gpu": 1, "runtime": 240, "mem_mb": 32000},
-    "distill_set": {"gpu": 1, "runtime": 120, "mem_mb": 32000},
+    "distill_set_shard": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
+    "distill_set": {"gpu": 0, "runtime": 60, "mem_mb": 8000},  # the gather: check + link
     "distill": {"gpu": 1, "runtime": 240, "mem_mb": 64000},
     "predict": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
     "evaluate": {"gpu": 0, "runtime": 60, "mem_mb": 16000},
@@ -26,6 +27,7 @@ DEFAULT_RESOURCES = {
 
 wildcard_constraints:
     method="hyperinr|teacher|lerp",
+    shard=r"\d+",
 
 
 def resource(rule_name, key):
@@ -75,7 +77,34 @@ def stage_infos():
         infos.insert(0, f"{RESULTS}/teacher/info.json")
     if "hyperinr" in methods:
         infos[1:1] = [f"{RESULTS}/distill_set_info.json", f"{RESULTS}/hyperinr/info.json"]
+        if on_demand():
+            infos.remove(f"{RESULTS}/distill_set_info.json")
     return infos
+
+
+def on_demand():
+    """hyperinr.targets: on_demand trains on the teacher directly; no distillation set."""
+    return config["hyperinr"]["targets"] == "on_demand"
+
+
+def distill_shards():
+    """One Zarr store per shard of distill_set.shard_size parameters (rule distill_set_shard)."""
+    ds = config["distill_set"]
+    n = -(-ds["n_params"] // ds["shard_size"])
+    return [f"{RESULTS}/distill_set/shards/shard_{i}.zarr" for i in range(n)]
+
+
+def distill_inputs(wildcards):
+    """The distillation set, or (targets on_demand) the teacher it would be computed from."""
+    source = "teacher" if on_demand() else "distill_set"
+    path = f"{RESULTS}/teacher/model.pt" if on_demand() else f"{RESULTS}/distill_set.zarr"
+    return {"dataset": f"{RESULTS}/dataset.zarr", source: path}
+
+
+def distill_sections():
+    """Config sections `distill` reads: on demand it also needs the set's and teacher's."""
+    extra = ["distill_set", "teacher"] if on_demand() else []
+    return stage_config("hyperinr", "runtime", *extra)
 
 
 def all_outputs():

@@ -1,12 +1,36 @@
-rule distill_set:
+rule distill_set_shard:
     input:
         dataset=f"{RESULTS}/dataset.zarr",
         teacher=f"{RESULTS}/teacher/model.pt",
     output:
+        directory(f"{RESULTS}/distill_set/shards/shard_{{shard}}.zarr"),
+    params:
+        cfg=stage_config("distill_set", "teacher", "runtime"),
+    log:
+        f"{LOGS}/distill_set/shard_{{shard}}.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("distill_set_shard", "gpu"),
+        runtime=resource("distill_set_shard", "runtime"),
+        mem_mb=resource("distill_set_shard", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr distill-set-shard --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        " --teacher {input.teacher:q} --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
+
+
+rule distill_set:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        teacher=f"{RESULTS}/teacher/model.pt",
+        shards=distill_shards(),
+    output:
         store=directory(f"{RESULTS}/distill_set.zarr"),
         info=f"{RESULTS}/distill_set_info.json",
     params:
-        cfg=stage_config("distill_set", "runtime"),
+        cfg=stage_config("distill_set", "teacher", "runtime"),
+        shards_dir=lambda wildcards, input: str(Path(input.shards[0]).parent),
     log:
         f"{LOGS}/distill_set.log",
     threads: config["runtime"]["threads"]
@@ -18,18 +42,21 @@ rule distill_set:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr distill-set --config-json {params.cfg:q} --dataset {input.dataset:q}"
-        " --teacher {input.teacher:q} --out {output.store:q} > {log:q} 2>&1"
+        " --teacher {input.teacher:q} --shards-dir {params.shards_dir:q}"
+        " --out {output.store:q} > {log:q} 2>&1"
 
 
 rule distill:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        distill_set=f"{RESULTS}/distill_set.zarr",
+        unpack(distill_inputs),
     output:
         model=f"{RESULTS}/hyperinr/model.pt",
         info=f"{RESULTS}/hyperinr/info.json",
     params:
-        cfg=stage_config("hyperinr", "runtime"),
+        cfg=distill_sections(),
+        source=lambda wildcards, input: (
+            f"--teacher {input.teacher}" if on_demand() else f"--distill-set {input.distill_set}"
+        ),
         out_dir=parent_of("model"),
     log:
         f"{LOGS}/distill.log",
@@ -42,4 +69,4 @@ rule distill:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr distill --config-json {params.cfg:q} --dataset {input.dataset:q}"
-        " --distill-set {input.distill_set:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " {params.source} --out-dir {params.out_dir:q} > {log:q} 2>&1"

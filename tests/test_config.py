@@ -52,7 +52,9 @@ def test_schema_and_dataclasses_name_the_same_keys():
     assert keys(SCHEMA) == dc_keys(Config())
 
 
-@pytest.mark.parametrize("name", ["config/config.yaml", "config/test.yaml", "config/paper/tsr_pressure.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config/config.yaml", "config/test.yaml", "config/paper/tsr_pressure.yaml"]
+)
 def test_shipped_configs_load(name):
     cfg = load_config(ROOT / name)
     assert cfg.dataset.name
@@ -113,3 +115,11 @@ def test_snakemake_schema_rejects_before_any_job(tmp_path, override, needle):
     )
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
+
+
+def test_partial_nested_block_keeps_section_defaults():
+    """A `train:` block naming only `steps` must not reset the section's own lr/eps defaults."""
+    cfg = Config.from_dict({"teacher": {"train": {"steps": 7}}, "hyperinr": {"train": {"steps": 9}}})
+    assert cfg.teacher.train.steps == 7 and cfg.teacher.train.lr == 1e-5
+    assert cfg.teacher.train.weight_decay == 1e-6
+    assert cfg.hyperinr.train.steps == 9 and cfg.hyperinr.train.eps == 1e-10

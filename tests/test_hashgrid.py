@@ -271,6 +271,32 @@ def test_backends_agree_to_float32_rounding():
     torch.testing.assert_close(a(x, table), b(x, table), rtol=0, atol=1e-6)
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_numba_threads_follow_torch_and_results_are_deterministic():
+    import numba
+
+    enc = HashGrid(3, mixed_config(3, 4), backend="numba")
+    x, grad_out = inputs(3, 3000), torch.randn(3000, enc.n_output_dims)
+    tables = torch.randn(3, enc.n_params).requires_grad_(True)
+    idx = torch.randint(0, 3, (3000, 2))
+    w = torch.rand(3000, 2)
+    results = []
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tables.grad = None
+            out = enc(x, tables, idx, w)
+            assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+            out.backward(grad_out)
+            results.append((out.detach(), tables.grad.clone()))
+    finally:
+        torch.set_num_threads(old)
+    # Levels own disjoint table slices, so the scatter order does not depend on threads.
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
 def test_auto_backend_selection():
     enc = HashGrid(2, {"n_levels": 2})
     cpu = torch.device("cpu")
@@ -280,6 +306,19 @@ def test_auto_backend_selection():
     assert forced.resolve_backend(cpu, False, torch.float32) == "torch"
     with pytest.raises(ValueError):
         HashGrid(2, {"n_levels": 2}, backend="tcnn").resolve_backend(cpu, False, torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_autocast_does_not_lower_precision(backend):
+    enc = HashGrid(2, mixed_config(2, 4), backend=backend)
+    x, table = inputs(2, 64), random_table(enc.n_params)
+    tables, idx, w = table.expand(2, -1).contiguous(), torch.zeros(64, 1, dtype=torch.long), \
+        torch.ones(64, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ens = enc(x, table), enc(x, tables, idx, w)
+    assert out.dtype == ens.dtype == torch.float32
+    torch.testing.assert_close(out, enc(x, table), rtol=0, atol=0)
+    torch.testing.assert_close(ens, enc(x, table), rtol=0, atol=1e-6)
 
 
 def test_empty_batch():
@@ -539,6 +578,7 @@ def _tcnn_ready() -> bool:
     return tcnn_module() is not None
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not _tcnn_ready(), reason="needs tinycudann and CUDA")
 @pytest.mark.parametrize("dims", [2, 3])
 def test_tcnn_parity(dims):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+from _synthetic import write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperinr.evaluate._synthetic import write_dataset
 from hyperinr.evaluate.lerp import interpolation_weights, lerp_predict
 
 
@@ -94,7 +94,7 @@ def test_lerp_predict_exact_on_train_and_linear_data(tmp_path):
         progress=False,
         info_path=tmp_path / "predictions" / "lerp.json",
     )
-    assert info["stage"] == "lerp" and info["wall_seconds"] >= 0
+    assert info["stage"] == "predict_lerp" and info["wall_seconds"] >= 0
     out = zarr.open_group(str(tmp_path / "predictions" / "lerp.zarr"), mode="r")
     assert out.attrs["method"] == "lerp" and "wall_seconds" in out.attrs
     assert list(out.attrs["value_range"]) == list(zarr.open_group(str(ds)).attrs["value_range"])
@@ -134,8 +134,10 @@ def test_lerp_predict_nd_idw(tmp_path):
 
 def test_lerp_rejects_empty_training_split(tmp_path):
     ds = write_dataset(
-        tmp_path / "d.zarr", np.random.default_rng(0).normal(size=(3, 4, 4)), np.arange(3.0), []
+        tmp_path / "d.zarr", np.random.default_rng(0).normal(size=(3, 4, 4)), np.arange(3.0), [0]
     )
+    # write_dataset refuses an empty split; empty it by hand as a damaged store would be
+    zarr.open_group(str(ds), mode="r+").attrs["split"] = {"train": [], "eval": [0, 1, 2]}
     with pytest.raises(ValueError, match="empty"):
         lerp_predict(ds, tmp_path / "lerp.zarr", progress=False)
     assert not (tmp_path / "lerp.zarr").exists()

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import zarr
+from _synthetic import synthetic_case, write_prediction
 from skimage.metrics import structural_similarity
 
-from hyperinr.evaluate._synthetic import synthetic_case, write_prediction
 from hyperinr.evaluate.metrics import evaluate, frame_metrics, read_metrics
 
 

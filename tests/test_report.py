@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from _synthetic import synthetic_case, write_dataset, write_prediction
 
-from hyperinr.evaluate._synthetic import synthetic_case, write_dataset, write_prediction
+from hyperinr.data.store import open_dataset
 from hyperinr.evaluate.lerp import lerp_predict
 from hyperinr.evaluate.metrics import evaluate, read_metrics
 from hyperinr.evaluate.report import default_slice_frames, fmt_duration, write_report
@@ -29,7 +30,7 @@ def evaluated(tmp_path_factory):
     lerp_info = lerp_predict(
         ds, preds["lerp"], progress=False, info_path=root / "tiny" / "predictions" / "lerp.json"
     )
-    assert lerp_info["stage"] == "lerp"
+    assert lerp_info["stage"] == "predict_lerp"
     infos = []
     for stage, wall, extra in (
         ("teacher", 3725.4, {"steps": 20000, "loss": 1.234e-4}),
@@ -80,15 +81,13 @@ def test_summary_stage_times_and_facts(evaluated):
     text = out["summary"].read_text()
     assert "| teacher | 1:02:05.4 | steps=20000, loss=0.0001234 |" in text
     assert "| hyperinr | 0:01:01.0 | steps=5000 |" in text
-    assert "| lerp |" in text.split("## Wall times")[1]
+    assert "| predict_lerp |" in text.split("## Wall times")[1]
     assert "frames: 13 (4 training, 9 unseen)" in text
     assert "dims: 8 × 12 × 12 (z, y, x)" in text
     assert "t ∈ [0, 1]" in text
 
 
 def test_default_slice_frames_middle_of_first_and_last_interval(evaluated):
-    from hyperinr.evaluate._store import open_dataset
-
     ds = open_dataset(evaluated[0])
     assert default_slice_frames(ds) == [2, 10]
 
@@ -109,7 +108,6 @@ def test_report_for_rgb_images_with_nd_params(tmp_path):
         [0, 2, 4],
         param_names=["theta", "phi"],
         n_channels=3,
-        dims=[16, 20],
     )
     lo, hi = float(img.min()), float(img.max())
     preds = {"hyperinr": write_prediction(tmp_path / "h.zarr", img + 0.05, "hyperinr", (lo, hi))}

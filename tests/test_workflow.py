@@ -87,9 +87,21 @@ def test_exported_inr_reproduces_the_prediction(workdir, tmp_path):
 
     out = tmp_path / "inr.npz"
     proc = subprocess.run(
-        [sys.executable, "-m", "hyperinr.cli", "export", "--model",
-         str(workdir / RESULTS / "hyperinr/model.pt"), "--param", "1.5", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hyperinr.cli",
+            "export",
+            "--model",
+            str(workdir / RESULTS / "hyperinr/model.pt"),
+            "--param",
+            "1.5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     inr = INR.load(out)
@@ -120,7 +132,10 @@ def test_forcerun_distill_reruns_only_distill_and_downstream(workdir):
 
 def test_lint_is_clean():
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr

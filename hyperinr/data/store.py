@@ -275,6 +275,52 @@ class DatasetStore:
     def to_physical(self, values01: Any) -> np.ndarray:
         return self.attrs.to_physical(values01)
 
+    @property
+    def name(self) -> str:
+        """The `name` attr, else the store's directory (`<name>/dataset.zarr`) or stem."""
+        name = self.attrs.raw.get("name")
+        if name:
+            return str(name)
+        return self.path.parent.name if self.path.stem == "dataset" else self.path.stem
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """Shape of one frame: (*dims) or (*dims, n_channels)."""
+        return tuple(int(s) for s in self.frames.shape[1:])
+
+    @property
+    def n_spatial(self) -> int:
+        return len(self.dims)
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The channel axis of a frame (-1), or None for single-channel frames."""
+        return -1 if self.n_channels > 1 else None
+
+    def is_train(self) -> np.ndarray:
+        """Boolean mask [n_frames]: True for the frames in split.train."""
+        train = np.asarray(self.train_indices, dtype=np.int64)
+        if train.size and (train.min() < 0 or train.max() >= self.n_frames):
+            raise DataError(f"{self.path}: split.train holds indices outside [0, {self.n_frames})")
+        mask = np.zeros(self.n_frames, dtype=bool)
+        mask[train] = True
+        return mask
+
+    def physical_frame(self, i: int) -> np.ndarray:
+        """Frame `i` in physical units as float32: mapped in float64, then rounded to float32,
+        as prediction stores are written (an exact reproduction compares equal)."""
+        return self.to_physical(self.read_frame(int(i))).astype(np.float32, copy=False)
+
+    def normalised_params(self) -> np.ndarray:
+        """params [n_frames, n_params] mapped to [0, 1] per parameter by `param_range`.
+
+        The numpy twin of `hyperinr.grid.normalise_params` (a zero span maps to 0).
+        """
+        prange = np.asarray(self.param_range, dtype=np.float64).reshape(-1, 2)
+        lo, hi = prange[:, 0], prange[:, 1]
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return (np.asarray(self.params, dtype=np.float64) - lo) / span
+
 
 def open_dataset(path: str | Path) -> DatasetStore:
     """Open a dataset store read-only and check its layout."""
@@ -294,6 +340,17 @@ def open_dataset(path: str | Path) -> DatasetStore:
             f"{store.n_frames} frames x {len(attrs.param_names)} parameters"
         )
     return DatasetStore(store.path, store.frames, store.params, attrs)
+
+
+def open_prediction(path: str | Path, dataset: DatasetStore) -> FramesStore:
+    """A prediction store, checked to hold frames of exactly the dataset's frames shape."""
+    store = open_frames_store(path)
+    if tuple(store.frames.shape) != tuple(dataset.frames.shape):
+        raise DataError(
+            f"{store.path}: prediction frames shape {tuple(store.frames.shape)} does not match "
+            f"dataset frames shape {tuple(dataset.frames.shape)} ({dataset.path})"
+        )
+    return store
 
 
 # --------------------------------------------------------------------------- writing a dataset

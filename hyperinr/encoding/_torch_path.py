@@ -27,7 +27,6 @@ class TorchGeometry:
     offsets: torch.Tensor  # [L] int64
     strides: torch.Tensor  # [L, D] int64
     primes: torch.Tensor  # [D] int64
-    corner_bits: torch.Tensor  # [C, D] int64, bit d of corner c
     dense_levels: torch.Tensor  # [Ld] int64 level ids
     hashed_levels: torch.Tensor  # [Lh] int64 level ids
     smoothstep: bool
@@ -35,9 +34,6 @@ class TorchGeometry:
 
     @staticmethod
     def build(geom: GridGeometry, device: torch.device) -> TorchGeometry:
-        dims = geom.n_input_dims
-        corners = torch.arange(1 << dims, dtype=torch.int64)
-        bits = (corners[:, None] >> torch.arange(dims, dtype=torch.int64)[None, :]) & 1
         dense = torch.as_tensor(geom.dense)
         levels = torch.arange(geom.n_levels, dtype=torch.int64)
 
@@ -50,7 +46,6 @@ class TorchGeometry:
             offsets=put(geom.offsets),
             strides=put(geom.strides),
             primes=put(geom.primes),
-            corner_bits=bits.to(device),
             dense_levels=levels[dense].to(device),
             hashed_levels=levels[~dense].to(device),
             smoothstep=geom.smoothstep,
@@ -77,6 +72,18 @@ def fma_positions(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return bits.view(torch.float64).float()
 
 
+def _double(lo: torch.Tensor, hi: torch.Tensor, combine) -> torch.Tensor:
+    """Corner values built one dimension at a time: [..., D] low/high terms -> [..., 2**D].
+
+    Corner c takes the high term along d when bit d of c is set (the second half of each
+    doubling), and terms are combined in dimension order -- the numba kernels' order.
+    """
+    acc = torch.stack((lo[..., 0], hi[..., 0]), dim=-1)
+    for d in range(1, lo.shape[-1]):
+        acc = torch.cat((combine(acc, lo[..., d, None]), combine(acc, hi[..., d, None])), dim=-1)
+    return acc
+
+
 def corner_terms(x: torch.Tensor, tg: TorchGeometry) -> tuple[torch.Tensor, torch.Tensor]:
     """Interpolation weights and global table-entry ids of every cell corner.
 
@@ -90,45 +97,39 @@ def corner_terms(x: torch.Tensor, tg: TorchGeometry) -> tuple[torch.Tensor, torc
     if tg.smoothstep:
         frac = frac * frac * (3.0 - 2.0 * frac)
     cell_i = cell.long()
-    bits = tg.corner_bits  # [C, D]
-    dims = bits.shape[1]
-
     # Corner weight = prod_d (bit_d ? f_d : 1 - f_d), multiplied in dimension order.
-    factors = torch.stack((1.0 - frac, frac), dim=-1)  # [B, L, D, 2]
-    weight = factors[:, :, 0, :].index_select(-1, bits[:, 0])  # [B, L, C]
-    for d in range(1, dims):
-        weight = weight * factors[:, :, d, :].index_select(-1, bits[:, d])
+    weight = _double(1.0 - frac, frac, torch.mul)  # [B, L, C]
 
-    batch, n_levels = x.shape[0], tg.scales.shape[0]
-    local = torch.empty((batch, n_levels, bits.shape[0]), dtype=torch.int64, device=x.device)
+    batch, n_levels, dims = pos.shape
+    local = torch.empty((batch, n_levels, 1 << dims), dtype=torch.int64, device=x.device)
     if tg.dense_levels.numel():
         lv = tg.dense_levels
         ci = cell_i.index_select(1, lv)  # [B, Ld, D]
         stride = tg.strides.index_select(0, lv)  # [Ld, D]
-        terms = torch.stack((ci * stride, (ci + 1) * stride), dim=-1)  # [B, Ld, D, 2]
-        idx = terms[:, :, 0, :].index_select(-1, bits[:, 0])
-        for d in range(1, dims):
-            idx = idx + terms[:, :, d, :].index_select(-1, bits[:, d])
+        idx = _double(ci * stride, (ci + 1) * stride, torch.add)
         size = tg.table_sizes.index_select(0, lv)[:, None]  # [Ld, 1]
         # A dense index is < 2 * size (see _config.build_geometry), so one subtraction wraps it.
         local.index_copy_(1, lv, torch.where(idx >= size, idx - size, idx))
     if tg.hashed_levels.numel():
         lv = tg.hashed_levels
         ci = cell_i.index_select(1, lv)
-        terms = torch.stack(((ci * tg.primes) & _MASK32, ((ci + 1) * tg.primes) & _MASK32), -1)
-        idx = terms[:, :, 0, :].index_select(-1, bits[:, 0])
-        for d in range(1, dims):
-            idx = idx ^ terms[:, :, d, :].index_select(-1, bits[:, d])
+        idx = _double((ci * tg.primes) & _MASK32, ((ci + 1) * tg.primes) & _MASK32,
+                      torch.bitwise_xor)
         # Hashed levels all have the power-of-two size 2**log2_hashmap_size.
         local.index_copy_(1, lv, idx & (tg.table_sizes.index_select(0, lv)[:, None] - 1))
     return weight, local + tg.offsets[None, :, None]
 
 
+def _gather(table2d: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table2d [E, F] rows at ``rows`` [...] -> [..., F] (index_select beats advanced indexing)."""
+    return table2d.index_select(0, rows.reshape(-1)).view(*rows.shape, table2d.shape[1])
+
+
 def forward_single(x: torch.Tensor, table: torch.Tensor, tg: TorchGeometry) -> torch.Tensor:
     """x [B, D], table [P] -> [B, L*F] (float32 or float64, as ``table``)."""
     weight, entries = corner_terms(x, tg)
-    vals = table.view(-1, tg.n_features)[entries]  # [B, L, C, F]
-    out = (weight.to(table.dtype).unsqueeze(-1) * vals).sum(2)  # [B, L, F]
+    vals = _gather(table.view(-1, tg.n_features), entries)  # [B, L, C, F]
+    out = torch.matmul(weight.to(table.dtype).unsqueeze(-2), vals)  # [B, L, 1, F]
     return out.reshape(x.shape[0], -1)
 
 
@@ -146,13 +147,20 @@ def backward_single(
 
 
 def _ensemble_terms(
-    x: torch.Tensor, tables: torch.Tensor, indices: torch.Tensor, tg: TorchGeometry
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corner weights [B, L, C] and entry ids into ``tables.view(-1, F)``: [B, K, L, C]."""
+    x: torch.Tensor,
+    tables: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    tg: TorchGeometry,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Corner weights [B, L, C]; rows of ``tables.view(-1, F)`` and their blend coefficients
+    weights[b, k] * corner weight, both [B, L, K*C] (table-major within a level)."""
     weight, entries = corner_terms(x, tg)
     per_table = tables.shape[1] // tg.n_features
-    rows = indices[:, :, None, None] * per_table + entries[:, None]  # [B, K, L, C]
-    return weight, rows
+    rows = indices[:, None, :, None] * per_table + entries[:, :, None, :]  # [B, L, K, C]
+    coef = weights[:, None, :, None] * weight.to(tables.dtype)[:, :, None, :]
+    batch, n_levels = weight.shape[:2]
+    return weight, rows.reshape(batch, n_levels, -1), coef.reshape(batch, n_levels, -1)
 
 
 def forward_ensemble(
@@ -166,11 +174,9 @@ def forward_ensemble(
 
     The K tables are gathered at the corners of one cell computation, never materialised.
     """
-    weight, rows = _ensemble_terms(x, tables, indices, tg)
-    vals = tables.view(-1, tg.n_features)[rows]  # [B, K, L, C, F]
-    coef = weights[:, :, None, None] * weight.to(tables.dtype)[:, None]  # [B, K, L, C]
-    out = (coef.unsqueeze(-1) * vals).sum((1, 3))  # [B, L, F]
-    return out.reshape(x.shape[0], -1)
+    _, rows, coef = _ensemble_terms(x, tables, indices, weights, tg)
+    vals = _gather(tables.view(-1, tg.n_features), rows)  # [B, L, K*C, F]
+    return torch.matmul(coef.unsqueeze(-2), vals).reshape(x.shape[0], -1)
 
 
 def backward_ensemble(
@@ -184,18 +190,18 @@ def backward_ensemble(
     need_weights: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients w.r.t. ``tables`` [N, P] (scatter-add) and ``weights`` [B, K]."""
-    weight, rows = _ensemble_terms(x, tables, indices, tg)
+    weight, rows, coef = _ensemble_terms(x, tables, indices, weights, tg)
     f = tg.n_features
-    g = grad_out.reshape(x.shape[0], 1, -1, 1, f)  # [B, 1, L, 1, F]
+    batch, n_levels = weight.shape[:2]
+    g = grad_out.reshape(batch, n_levels, 1, f)  # [B, L, 1, F]
     grad_tables = grad_weights = None
-    w = weight.to(tables.dtype)
     if need_tables:
-        coef = weights[:, :, None, None] * w[:, None]  # [B, K, L, C]
-        contrib = coef.unsqueeze(-1) * g  # [B, K, L, C, F]
         grad_tables = torch.zeros_like(tables).view(-1, f)
-        grad_tables.index_add_(0, rows.reshape(-1), contrib.reshape(-1, f))
+        grad_tables.index_add_(0, rows.reshape(-1), (coef.unsqueeze(-1) * g).reshape(-1, f))
         grad_tables = grad_tables.view(tables.shape)
     if need_weights:
-        vals = tables.view(-1, f)[rows]  # [B, K, L, C, F]
-        grad_weights = (w[:, None, :, :, None] * vals * g).sum((2, 3, 4))
+        vals = _gather(tables.view(-1, f), rows)  # [B, L, K*C, F]
+        per_corner = torch.matmul(vals, g.transpose(-1, -2))  # [B, L, K*C, 1]
+        per_corner = per_corner.view(batch, n_levels, indices.shape[1], -1)  # [B, L, K, C]
+        grad_weights = (per_corner * weight.to(tables.dtype)[:, :, None, :]).sum((1, 3))
     return grad_tables, grad_weights

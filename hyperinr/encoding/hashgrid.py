@@ -6,8 +6,13 @@ in its table, the blend is computed by reading the K tables at the corners of on
 computation (never by building a table per sample).  Generation (``generate(theta)``) instead
 blends tables once with :func:`blend_tables` and hands back a plain single-table encoder.
 
-Parameter layout, level sizes, positions and hashing follow tcnn exactly (see
-``docs``/field notes), so tables trained here can be loaded into tcnn and vice versa.
+Parameter layout, level sizes, positions (``fmaf(scale, x, 0.5)``), hashing and corner weights
+follow tcnn exactly (``_config.py`` derives the layout), so tables trained here load into tcnn
+and vice versa.  Backends ("auto" picks the first that applies): tcnn for single tables on CUDA
+when ``tinycudann`` imports and D is 2-4; numba for float32 CPU tensors when numba imports
+(threads follow ``torch.get_num_threads()``); the plain-torch path otherwise (the reference,
+and the CUDA path for ensembles).  numba and torch agree to float32 rounding: they read the same
+entries with bit-identical corner weights and differ only in summation order.
 
 Deliberate differences from tcnn:
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -78,15 +83,6 @@ class _Grid:
 
 _DUMMY_INDICES = np.zeros((1, 1), dtype=np.int64)
 _DUMMY_WEIGHTS = np.ones((1, 1), dtype=np.float32)
-_IDENTITY_ORDER = np.zeros(0, dtype=np.int64)
-
-
-def _visit_order(indices: torch.Tensor | None) -> np.ndarray:
-    """Samples sorted by their first table, so an ensemble's tables are read one after another
-    (cache-friendly when N tables exceed the cache); empty means identity order."""
-    if indices is None or indices.shape[1] == 0:
-        return _IDENTITY_ORDER
-    return torch.argsort(indices[:, 0]).numpy()
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -110,11 +106,15 @@ class _GridFunction(torch.autograd.Function):
         ctx.grid, ctx.backend = grid, backend
         ctx.save_for_backward(x, tables, indices, weights)
         if backend == "numba":
-            return _numba_forward(x, tables, indices, weights, grid)
+            ctx.order = _visit_order(tables, indices)
+            return _numba_forward(x, tables, indices, weights, grid, ctx.order)
         tg = grid.torch_geometry(x.device)
-        if indices is None:
-            return forward_single(x, tables, tg)
-        return forward_ensemble(x, tables, indices, weights, tg)
+        # Autocast would run the corner blend (a matmul) in half precision; the encoding is
+        # cheap and precision-sensitive, so it always runs in the tables' dtype.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if indices is None:
+                return forward_single(x, tables, tg)
+            return forward_ensemble(x, tables, indices, weights, tg)
 
     @staticmethod
     @once_differentiable
@@ -125,15 +125,34 @@ class _GridFunction(torch.autograd.Function):
         grid: _Grid = ctx.grid
         grad_out = grad_out.to(tables.dtype).contiguous()
         if ctx.backend == "numba":
-            gt, gw = _numba_backward(x, tables, indices, weights, grad_out, grid, need_tables,
-                                     need_weights)
+            gt, gw = _numba_backward(x, tables, indices, weights, grad_out, grid, ctx.order,
+                                     need_tables, need_weights)
         elif indices is None:
             gt = backward_single(x, grad_out, tables.numel(), grid.torch_geometry(x.device))
             gw = None
         else:
-            gt, gw = backward_ensemble(x, tables, indices, weights, grad_out,
-                                       grid.torch_geometry(x.device), need_tables, need_weights)
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                gt, gw = backward_ensemble(x, tables, indices, weights, grad_out,
+                                           grid.torch_geometry(x.device), need_tables,
+                                           need_weights)
         return None, gt if need_tables else None, None, gw, None, None
+
+
+def _visit_order(tables: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor | None:
+    """For ensembles of several tables, the samples sorted by their first table.
+
+    Visiting samples in that order makes consecutive samples read (and scatter into) the same
+    table, which keeps the working set in cache when the N tables do not fit; it roughly
+    doubles ensemble throughput for N = 24 random per-sample tables.
+    """
+    if indices is None or tables.shape[0] == 1:
+        return None
+    return torch.argsort(indices[:, 0])
+
+
+def _xt(x: torch.Tensor, order: torch.Tensor | None) -> np.ndarray:
+    """x [B, D] -> the kernels' transposed [D, B] layout, in visiting order."""
+    return (x if order is None else x[order]).t().contiguous().numpy()
 
 
 def _numba_forward(
@@ -142,6 +161,7 @@ def _numba_forward(
     indices: torch.Tensor | None,
     weights: torch.Tensor | None,
     grid: _Grid,
+    order: torch.Tensor | None,
 ) -> torch.Tensor:
     kernels = numba_kernels()
     assert kernels is not None
@@ -149,13 +169,17 @@ def _numba_forward(
     out = torch.empty((x.shape[0], grid.geom.n_levels * grid.geom.n_features_per_level),
                       dtype=torch.float32)
     ensemble = indices is not None
+    if ensemble and order is not None:
+        indices, weights = indices[order], weights[order]
     kernels.forward_kernel(
-        _np(x), _np(tables).reshape(-1), tables.shape[-1],
+        _xt(x, order), _np(tables).reshape(-1), tables.shape[-1],
         _np(indices) if ensemble else _DUMMY_INDICES,
         _np(weights) if ensemble else _DUMMY_WEIGHTS,
-        ensemble, _visit_order(indices), *grid.numba_args, out.numpy(),
+        ensemble, *grid.numba_args, out.numpy(),
     )
-    return out
+    if order is None:
+        return out
+    return torch.empty_like(out).index_copy_(0, order, out)
 
 
 def _numba_backward(
@@ -165,6 +189,7 @@ def _numba_backward(
     weights: torch.Tensor | None,
     grad_out: torch.Tensor,
     grid: _Grid,
+    order: torch.Tensor | None,
     need_tables: bool,
     need_weights: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -172,26 +197,28 @@ def _numba_backward(
     assert kernels is not None
     _set_numba_threads()
     ensemble = indices is not None
-    xs, g = _np(x), grad_out.numpy()
+    if order is not None:
+        indices, weights, grad_out = indices[order], weights[order], grad_out[order]
+    xt = _xt(x, order)
     idx = _np(indices) if ensemble else _DUMMY_INDICES
-    order = _visit_order(indices)
     grad_tables = grad_weights = None
     if need_tables:
-        grad_tables = torch.zeros_like(tables, memory_format=torch.contiguous_format)
+        grad_tables = torch.empty_like(tables, memory_format=torch.contiguous_format)
         w = _np(weights) if ensemble else _DUMMY_WEIGHTS
         geom = grid.geom
         g_lbf = grad_out.view(-1, geom.n_levels, geom.n_features_per_level).transpose(0, 1)
-        kernels.backward_tables_kernel(xs, tables.shape[-1], idx, w, ensemble, order,
-                                       *grid.numba_args,
-                                       g_lbf.contiguous().numpy(), grad_tables.view(-1).numpy())
+        kernels.backward_tables_kernel(xt, tables.shape[-1], idx, w, ensemble, *grid.numba_args,
+                                       _np(g_lbf), grad_tables.view(-1).numpy())
     if need_weights:
         grad_weights = torch.empty(idx.shape, dtype=torch.float32)
-        kernels.backward_weights_kernel(xs, _np(tables).reshape(-1), tables.shape[-1], idx,
-                                        order, *grid.numba_args, g, grad_weights.numpy())
+        kernels.backward_weights_kernel(xt, _np(tables).reshape(-1), tables.shape[-1], idx,
+                                        *grid.numba_args, _np(grad_out), grad_weights.numpy())
+        if order is not None:
+            grad_weights = torch.empty_like(grad_weights).index_copy_(0, order, grad_weights)
     return grad_tables, grad_weights
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     raise ValueError(f"HashGrid: {msg}")
 
 
@@ -204,8 +231,8 @@ class HashGrid(torch.nn.Module):
             missing keys take tcnn's defaults; the filled dict is kept in ``self.config``.
         seed: seeds the U(-1e-4, 1e-4) table initialisation (ignored if ``generator`` given).
         generator: torch.Generator for the initialisation.
-        backend: "auto" (numba on CPU when installed, tcnn on CUDA when installed, torch
-            otherwise), or force "torch", "numba" or "tcnn".
+        backend: "auto" (see the module docstring), or force "torch", "numba" or "tcnn"
+            ("tcnn" still runs ensembles on the torch path: tcnn cannot blend per sample).
         device: where ``params`` lives.
     """
 
@@ -244,7 +271,7 @@ class HashGrid(torch.nn.Module):
                 f"n_params={self.n_params}, backend={self.backend!r}, config={self.config}")
 
     def resolve_backend(self, device: torch.device, ensemble: bool, dtype: torch.dtype) -> str:
-        """Backend that will run for tensors on ``device`` (see class docstring)."""
+        """Backend that will run for tensors on ``device`` (rules in the module docstring)."""
         f32 = dtype == torch.float32
         if self.backend == "torch":
             return "torch"
@@ -258,7 +285,8 @@ class HashGrid(torch.nn.Module):
             return "torch" if ensemble else "tcnn"  # tcnn cannot blend tables per sample
         if device.type == "cpu":
             return "numba" if f32 and numba_kernels() is not None else "torch"
-        if device.type == "cuda" and f32 and not ensemble and tcnn_module() is not None:
+        tcnn_dims = self.n_input_dims in (2, 3, 4)  # the dims tcnn's grid is compiled for
+        if device.type == "cuda" and f32 and not ensemble and tcnn_dims and tcnn_module():
             return "tcnn"
         return "torch"
 

@@ -13,6 +13,8 @@ HyperINR uses to pick and blend its encoders, re-exported here.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,31 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from hyperinr.atomic import atomic_path
-from hyperinr.evaluate._store import FrameCache, open_dataset, write_json
+from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
 from hyperinr.models.interpolation import interpolation_weights
+from hyperinr.stages.common import write_info
 
 __all__ = ["interpolation_weights", "lerp_predict", "lerp_weights"]
+
+
+class FrameCache:
+    """A tiny LRU cache of normalised frames (float64) for blending neighbours."""
+
+    def __init__(self, frames: zarr.Array, size: int):
+        self.frames = frames
+        self.size = max(1, size)
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def get(self, i: int) -> np.ndarray:
+        i = int(i)
+        if i in self._items:
+            self._items.move_to_end(i)
+            return self._items[i]
+        frame = np.asarray(self.frames[i], dtype=np.float64)
+        self._items[i] = frame
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return frame
 
 
 def lerp_weights(dataset_path: str | Path, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -33,12 +55,13 @@ def lerp_weights(dataset_path: str | Path, k: int = 4) -> tuple[np.ndarray, np.n
     return _weights(ds, k)
 
 
-def _weights(ds, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if ds.train.size == 0:
+def _weights(ds: DatasetStore, k: int) -> tuple[np.ndarray, np.ndarray]:
+    train = np.flatnonzero(ds.is_train())
+    if train.size == 0:
         raise ValueError(f"{ds.path}: split.train is empty; LERP has nothing to interpolate")
     p = ds.normalised_params()
-    idx, w = interpolation_weights(p[ds.train], p, k)
-    return ds.train[idx], w
+    idx, w = interpolation_weights(p[train], p, k)
+    return train[idx], w
 
 
 def lerp_predict(
@@ -50,44 +73,35 @@ def lerp_predict(
 ) -> dict[str, Any]:
     """Write the LERP prediction store (physical units, one chunk per frame) atomically.
 
-    Returns the stage info {"stage": "lerp", "wall_seconds", "k", "n_frames", "n_train"},
-    also written as JSON to `info_path` when given.
+    Returns the stage info {"stage": "predict_lerp", "wall_seconds", "method", "frames", "k",
+    "n_train"}, also written to `info_path` (when given) by `hyperinr.stages.common.write_info`,
+    like every other stage's info.
     """
     t0 = time.perf_counter()
     ds = open_dataset(dataset_path)
     idx, w = _weights(ds, k)
-    out_path = Path(out_path)
     shape = tuple(int(s) for s in ds.frames.shape)
     cache = FrameCache(ds.frames, size=idx.shape[1] + 1)
+    attrs: dict[str, Any] = {
+        "method": "lerp",
+        "value_range": [float(v) for v in ds.value_range],
+        "k": int(k),
+        "dataset": str(ds.path),
+    }
 
-    with atomic_path(out_path, is_dir=True) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        out = root.create_array(
-            "frames", shape=shape, chunks=(1, *shape[1:]), dtype="float32", fill_value=0.0
-        )
+    def frames() -> Iterator[np.ndarray]:
         for i in tqdm(range(shape[0]), desc="lerp", unit="frame", disable=not progress):
             acc = np.zeros(shape[1:], dtype=np.float64)
             for j, wj in zip(idx[i], w[i], strict=True):
                 if wj != 0.0:
                     acc += wj * cache.get(j)
-            out[i] = ds.to_physical(acc)
-        wall = time.perf_counter() - t0
-        root.attrs.update(
-            {
-                "method": "lerp",
-                "value_range": [float(v) for v in ds.value_range],
-                "wall_seconds": wall,
-                "k": int(k),
-                "dataset": str(ds.path),
-            }
-        )
-    info = {
-        "stage": "lerp",
-        "wall_seconds": wall,
-        "k": int(k),
-        "n_frames": shape[0],
-        "n_train": int(ds.train.size),
-    }
+            yield ds.to_physical(acc).astype(np.float32)
+        # write_frames_store sets the attrs once every frame is written: time them all
+        attrs["wall_seconds"] = time.perf_counter() - t0
+
+    write_frames_store(out_path, frames(), shape, attrs, n_channels=ds.n_channels)
+    wall = attrs["wall_seconds"]
+    extra = {"method": "lerp", "frames": shape[0], "k": int(k), "n_train": int(ds.is_train().sum())}
     if info_path is not None:
-        write_json(info_path, info)
-    return info
+        write_info(info_path, "predict_lerp", wall, **extra)
+    return {"stage": "predict_lerp", "wall_seconds": wall, **extra}

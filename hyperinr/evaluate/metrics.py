@@ -28,11 +28,20 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
 from hyperinr.atomic import atomic_path
-from hyperinr.evaluate._store import open_dataset, open_prediction, order_methods
+from hyperinr.data.store import open_dataset, open_prediction
 
 #: Frames with more elements than this are processed in z-slabs (bounded temporaries).
 MAX_VOXELS = 1 << 21
 SSIM_WIN = 7
+
+#: Methods listed first, in this order; any other method follows in the order it was given.
+METHOD_ORDER = ("hyperinr", "teacher", "lerp")
+
+
+def order_methods(methods) -> list[str]:
+    methods = list(dict.fromkeys(methods))
+    first = [m for m in METHOD_ORDER if m in methods]
+    return first + [m for m in methods if m not in METHOD_ORDER]
 
 
 def _win_size(spatial_shape: tuple[int, ...]) -> int | None:
@@ -200,7 +209,7 @@ def evaluate(
         base.update({c: float(v) for c, v in zip(param_cols, ds.params[i], strict=True)})
         base["split"] = "train" if is_train[i] else "unseen"
         for m in methods:
-            pred = np.asarray(stores[m][i], dtype=np.float32)
+            pred = np.asarray(stores[m].frames[i], dtype=np.float32)
             psnr, ssim = frame_metrics(
                 gt, pred, channel_axis=ds.channel_axis, label=f"frame {i} ({m})"
             )

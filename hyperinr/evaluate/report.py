@@ -19,14 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from hyperinr.atomic import atomic_path
-from hyperinr.evaluate._store import (
-    DatasetView,
-    open_dataset,
-    open_prediction,
-    order_methods,
-    prediction_attrs,
-)
-from hyperinr.evaluate.metrics import read_metrics
+from hyperinr.data.store import DatasetStore, open_dataset, open_frames_store, open_prediction
+from hyperinr.evaluate.metrics import order_methods, read_metrics
 
 _COLOURS = {"hyperinr": "C0", "teacher": "C1", "lerp": "C2"}
 _OTHER_COLOURS = ["C3", "C4", "C5", "C6", "C7", "C8", "C9"]
@@ -151,8 +145,8 @@ def _stage_rows(stage_infos: Sequence[str | Path]) -> list[str]:
     return lines
 
 
-def _dataset_facts(ds: DatasetView) -> list[str]:
-    n_train = int(ds.train.size)
+def _dataset_facts(ds: DatasetStore) -> list[str]:
+    n_train = int(ds.is_train().sum())
     ranges = ", ".join(
         f"{n} ∈ [{lo:.6g}, {hi:.6g}]"
         for n, (lo, hi) in zip(ds.param_names, ds.param_range, strict=True)
@@ -171,14 +165,14 @@ def _dataset_facts(ds: DatasetView) -> list[str]:
 
 def _write_summary(
     path: Path,
-    ds: DatasetView,
+    ds: DatasetStore,
     rows: list[dict[str, Any]],
     predictions: Mapping[str, str | Path],
     stage_infos: Sequence[str | Path],
 ) -> None:
     store_walls = {}
     for m, p in predictions.items():
-        wall = prediction_attrs(p).get("wall_seconds")
+        wall = open_frames_store(p).raw_attrs.get("wall_seconds")
         if isinstance(wall, (int, float)):
             store_walls[m] = float(wall)
     unseen = method_means(rows, "unseen")
@@ -224,20 +218,21 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(fh, format="png", dpi=120)
 
 
-def _x_axis(ds: DatasetView) -> tuple[np.ndarray, str]:
+def _x_axis(ds: DatasetStore) -> tuple[np.ndarray, str]:
     if ds.params.shape[1] == 1:
         return ds.params[:, 0], ds.param_names[0]
     return np.arange(ds.n_frames, dtype=np.float64), "frame index"
 
 
-def _plot_metrics(path: Path, ds: DatasetView, rows: list[dict[str, Any]]) -> None:
+def _plot_metrics(path: Path, ds: DatasetStore, rows: list[dict[str, Any]]) -> None:
     x_all, xlabel = _x_axis(ds)
     methods = order_methods(r["method"] for r in rows)
     fig = Figure(figsize=(9, 6.5), layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
     exact: dict[str, np.ndarray] = {}
+    train = ds.is_train()
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
-        for t in x_all[ds.train]:
+        for t in x_all[train]:
             ax.axvline(t, color="0.85", lw=0.8, zorder=0)
         for m in methods:
             sel = sorted((r for r in rows if r["method"] == m), key=lambda r: x_all[r["frame"]])
@@ -273,12 +268,13 @@ def _plot_metrics(path: Path, ds: DatasetView, rows: list[dict[str, Any]]) -> No
     _save(fig, path)
 
 
-def default_slice_frames(ds: DatasetView) -> list[int]:
+def default_slice_frames(ds: DatasetStore) -> list[int]:
     """The unseen frame nearest the middle of the first and of the last training interval."""
-    unseen = np.flatnonzero(~ds.is_train())
+    is_train = ds.is_train()
+    unseen = np.flatnonzero(~is_train)
     if unseen.size == 0:
         return [int(ds.n_frames // 2)]
-    train = np.sort(ds.train)
+    train = np.flatnonzero(is_train)
     picks = []
     intervals = list(zip(train[:-1], train[1:], strict=True))
     for a, b in intervals:
@@ -296,7 +292,7 @@ def default_slice_frames(ds: DatasetView) -> list[int]:
     return list(dict.fromkeys(picks))
 
 
-def _view(frame: np.ndarray, ds: DatasetView) -> np.ndarray:
+def _view(frame: np.ndarray, ds: DatasetStore) -> np.ndarray:
     """The 2-D picture of a physical frame: mid-z slice of a volume; RGB kept for images."""
     if ds.n_spatial == 3:
         frame = frame[frame.shape[0] // 2]
@@ -307,7 +303,7 @@ def _view(frame: np.ndarray, ds: DatasetView) -> np.ndarray:
 
 def _plot_slices(
     path: Path,
-    ds: DatasetView,
+    ds: DatasetStore,
     rows: list[dict[str, Any]],
     predictions: Mapping[str, str | Path],
     frames: list[int],
@@ -331,7 +327,7 @@ def _plot_slices(
         if vmax <= vmin:
             vmax = vmin + 1.0
         pics = [("ground truth", gt)] + [
-            (m, _view(np.asarray(stores[m][i], dtype=np.float32), ds).astype(np.float64))
+            (m, _view(np.asarray(stores[m].frames[i], dtype=np.float32), ds).astype(np.float64))
             for m in methods
         ]
         param = ", ".join(f"{n}={v:.4g}" for n, v in zip(ds.param_names, ds.params[i], strict=True))

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import zarr
 from scipy.stats import qmc
 
 from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
+from hyperinr.data.loader import Targets, TeacherTargets, open_targets
 from hyperinr.device import configure_threads, resolve_device
-from hyperinr.grid import flat_to_coords
 from hyperinr.models.hyperinr import HyperINR, even_positions
 from hyperinr.stages.common import load_dataset_meta, write_info
 from hyperinr.train import train
@@ -31,19 +30,25 @@ def encoder_positions(n_encoders: int, n_param_dims: int, seed: int = 0) -> np.n
     return engine.random(n_encoders)
 
 
-def distill_hyperinr(cfg: Config, dataset: Path, distill_set: Path, out_dir: Path) -> Path:
-    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`."""
+def distill_hyperinr(
+    cfg: Config,
+    dataset: Path,
+    distill_set: Path | None,
+    out_dir: Path,
+    teacher: Path | None = None,
+) -> Path:
+    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`.
+
+    Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
+    streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`).
+    """
     configure_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
-    try:
-        root = zarr.open_group(distill_set, mode="r")
-        values_arr, params01 = root["values"], np.asarray(root["params01"][...])
-    except (FileNotFoundError, KeyError) as err:
-        raise ValueError(f"{distill_set}: not a distillation set ({err})") from None
-    # the whole set in memory at its stored precision; converted per batch
-    values = torch.from_numpy(np.asarray(values_arr[...])).to(device)  # [N_D, V, C]
+    batch = cfg.hyperinr.train.batch_size
+    targets, set_tag = _targets(cfg, meta, store.config_hash, distill_set, teacher, device, batch)
+    params01 = targets.params01
     positions = encoder_positions(cfg.hyperinr.n_encoders, meta.n_params, cfg.runtime.seed)
     model = HyperINR(
         positions,
@@ -55,29 +60,28 @@ def distill_hyperinr(cfg: Config, dataset: Path, distill_set: Path, out_dir: Pat
         seed=cfg.runtime.seed,
     ).to(device)
     idx_table, w_table = model.lookup(params01)  # [N_D, K] each: parameters are fixed
-    n_vox = values.shape[1]
-    batch = cfg.hyperinr.train.batch_size
 
     def batch_fn(step: int, gen: torch.Generator):
-        j = torch.randint(len(params01), (batch,), generator=gen).to(device)
-        v = torch.randint(n_vox, (batch,), generator=gen).to(device)
-        x = flat_to_coords(v, meta.dims)
-        return (x, idx_table[j], w_table[j]), values[j, v].float()
+        j, x, y = targets.sample(step, gen)
+        return (x, idx_table[j], w_table[j]), y
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out_dir / "model.pt")
-    tag = f"hyperinr:{cfg.section_hash('hyperinr', 'runtime')}:{root.attrs.get('config_hash')}"
+    tag = f"hyperinr:{cfg.section_hash('hyperinr', 'runtime')}:{set_tag}"
     t0 = time.perf_counter()
-    result = train(
-        model,
-        batch_fn,
-        cfg.hyperinr.train,
-        device,
-        out_dir / "checkpoint.pt",
-        tag=tag,
-        desc="distill",
-        seed=cfg.runtime.seed,
-    )
+    try:
+        result = train(
+            model,
+            batch_fn,
+            cfg.hyperinr.train,
+            device,
+            out_dir / "checkpoint.pt",
+            tag=tag,
+            desc="distill",
+            seed=cfg.runtime.seed,
+        )
+    finally:
+        targets.close()
     save_hyperinr(out_dir / "model.pt", model, meta_dict(meta, store))
     write_info(
         out_dir / "info.json",
@@ -90,8 +94,55 @@ def distill_hyperinr(cfg: Config, dataset: Path, distill_set: Path, out_dir: Pat
         n_encoders=model.n_encoders,
         parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         run_seconds=round(time.perf_counter() - t0, 3),
+        **targets.describe(),
     )
     return out_dir / "model.pt"
+
+
+def _targets(
+    cfg: Config,
+    meta: Any,
+    dataset_hash: str,
+    distill_set: Path | None,
+    teacher: Path | None,
+    device: torch.device,
+    batch: int,
+) -> tuple[Targets, str]:
+    """The batch source and what identifies its data (part of the checkpoint tag)."""
+    if cfg.hyperinr.targets == "on_demand":
+        from hyperinr.models.coordnet import from_teacher_range
+        from hyperinr.stages.distill_set import (
+            check_teacher,
+            distill_params,
+            file_sha256,
+            set_config_hash,
+        )
+        from hyperinr.stages.teacher import load_teacher
+
+        if teacher is None:
+            raise ValueError("hyperinr.targets is on_demand: distill needs --teacher")
+        model, tstate = load_teacher(Path(teacher), device)
+        check_teacher(Path(teacher), tstate, meta, dataset_hash, cfg)
+        params01 = distill_params(cfg.distill_set.n_params, meta.n_params)
+        source = TeacherTargets(model, params01, meta.dims, device, batch, from_teacher_range)
+        return source, f"on_demand:{set_config_hash(cfg)}:{file_sha256(Path(teacher))[:16]}"
+    if cfg.hyperinr.targets != "precomputed":
+        raise ValueError(f"hyperinr.targets '{cfg.hyperinr.targets}' is not precomputed|on_demand")
+    if distill_set is None:
+        raise ValueError("hyperinr.targets is precomputed: distill needs --distill-set")
+    source = open_targets(
+        distill_set,
+        device,
+        batch,
+        cfg.hyperinr.buffer_mb,
+        cfg.hyperinr.loader_threads,
+        cfg.runtime.seed,
+    )
+    ds = getattr(source, "ds", None)
+    if ds is not None and tuple(ds.dims) != tuple(meta.dims):
+        source.close()
+        raise ValueError(f"{distill_set}: distillation set dims {ds.dims} != dataset {meta.dims}")
+    return source, ds.config_hash if ds is not None else ""
 
 
 def meta_dict(meta: Any, store: Any) -> dict[str, Any]:

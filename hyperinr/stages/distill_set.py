@@ -1,27 +1,61 @@
 """Stage `distill_set`: the teacher's outputs at N_D parameters, precomputed once (Sec. 3.1).
 
-Precomputing keeps distillation from being bound by the teacher's inference speed. The set is
-written shard by shard (one Zarr chunk per parameter) so the work can later be split across
-jobs; today one job computes every shard.
+Precomputing keeps distillation from being bound by the teacher's inference speed. The work is
+a scatter/gather (docs/distill_set.md):
+
+- scatter: shard i holds parameters [i * shard_size, (i + 1) * shard_size) and is its own Zarr
+  v3 store `<shards_dir>/shard_{i}.zarr`, written by exactly one job into a temporary sibling and
+  renamed when complete. No two jobs ever write the same file.
+- gather: every shard is checked (identity attrs, shapes, finite values, the SHA-256 of every
+  parameter recorded at write time; each chunk also carries a crc32c that Zarr checks on every
+  read). Missing, stale (other config/teacher/dataset) or corrupt shards are recomputed, never
+  read. The published set `distill_set.zarr` is one ordinary Zarr array whose chunk files are
+  hard links to the shards' chunk files (a copy where links are impossible): readers see one
+  array with one chunk per parameter, and the data is on disk once.
+
+Store layout (shards and the published set alike):
+  values   [n, n_points, C]  stored dtype, chunk (1, n_points, C), zstd + crc32c, fill NaN
+  coords   [n, n_points, D]  float32 in [0, 1], x first (mode subset only), same chunking
+  params01 [n, P]            float64 normalised distillation parameters
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 
-from hyperinr.atomic import atomic_path
+from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
-from hyperinr.device import configure_threads, resolve_device
-from hyperinr.stages.common import load_dataset_meta, write_info
+from hyperinr.data.loader import LAYOUT_VERSION, SET_KIND, digest
+from hyperinr.device import amp_enabled, configure_threads, resolve_device
+from hyperinr.grid import n_voxels
+from hyperinr.models.coordnet import CoordNet, from_teacher_range
+from hyperinr.stages.common import DatasetTensors, load_dataset_meta, write_info
 from hyperinr.stages.teacher import load_teacher, teacher_volume
 
+log = logging.getLogger(__name__)
+
+SHARD_KIND = "distill_set_shard"
+MODES = ("full", "subset")
 _DTYPES = {"float16": np.float16, "float32": np.float32}
+_SHARD_INFO = "info.json"  # timing sidecar inside a shard directory; not part of the Zarr data
+
+
+# --------------------------------------------------------------------------- layout helpers
 
 
 def distill_params(n: int, n_param_dims: int) -> np.ndarray:
@@ -33,51 +67,436 @@ def distill_params(n: int, n_param_dims: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, n).reshape(-1, 1)
 
 
-def build_distill_set(cfg: Config, dataset: Path, teacher: Path, out: Path) -> Path:
-    """Writes the Zarr group `out` with `values` [N_D, V, C] in [0, 1] and `params01` [N_D, P]."""
+def n_shards(cfg: Config) -> int:
+    return math.ceil(cfg.distill_set.n_params / cfg.distill_set.shard_size)
+
+
+def shard_range(cfg: Config, shard: int) -> tuple[int, int]:
+    """Global parameter indices [lo, hi) of `shard`."""
+    if not 0 <= shard < n_shards(cfg):
+        raise ValueError(
+            f"shard {shard} does not exist: distill_set.n_params={cfg.distill_set.n_params} "
+            f"and shard_size={cfg.distill_set.shard_size} make {n_shards(cfg)} shards"
+        )
+    lo = shard * cfg.distill_set.shard_size
+    return lo, min(lo + cfg.distill_set.shard_size, cfg.distill_set.n_params)
+
+
+def shard_path(shards_dir: Path, shard: int) -> Path:
+    return Path(shards_dir) / f"shard_{shard}.zarr"
+
+
+def default_shards_dir(out: Path) -> Path:
+    """`results/<name>/distill_set.zarr` -> `results/<name>/distill_set/shards` (as the rules)."""
+    return Path(out).parent / "distill_set" / "shards"
+
+
+def set_config_hash(cfg: Config) -> str:
+    """What decides the stored numbers: the distill_set section and the seed (subset points)."""
+    blob = json.dumps(
+        {"distill_set": cfg.to_dict()["distill_set"], "seed": cfg.runtime.seed}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def create_arrays(
+    group: zarr.Group, n: int, n_points: int, n_channels: int, n_dims: int, dtype: Any, mode: str
+) -> tuple[zarr.Array, zarr.Array | None]:
+    """`values` (and `coords` in subset mode) with one chunk per parameter; shards and the
+    published set use this one function so their chunk files are interchangeable."""
+
+    def make(name: str, width: int, dt: Any) -> zarr.Array:
+        return group.create_array(
+            name,
+            shape=(n, n_points, width),
+            chunks=(1, n_points, width),
+            dtype=dt,
+            fill_value=np.nan,  # a chunk file that went missing reads as NaN, never as data
+            serializer=BytesCodec(),
+            compressors=[ZstdCodec(level=3), Crc32cCodec()],
+        )
+
+    values = make("values", n_channels, dtype)
+    coords = make("coords", n_dims, np.float32) if mode == "subset" else None
+    return values, coords
+
+
+def write_chunk(array: zarr.Array, index: int, data: np.ndarray) -> None:
+    """The one place a chunk reaches the disk (tests replace it to simulate a full disk)."""
+    array[index : index + 1] = data[None]
+
+
+def subset_coords(seed: int, param_index: int, n_points: int, n_dims: int) -> np.ndarray:
+    """Random coordinates of one parameter in [0, 1]^D (x first), fixed by (seed, index)."""
+    rng = np.random.default_rng([seed, param_index])
+    return rng.random((n_points, n_dims), dtype=np.float32)
+
+
+@torch.inference_mode()
+def teacher_points(
+    model: CoordNet, theta01: torch.Tensor, coords01: np.ndarray, batch: int, device: torch.device
+) -> np.ndarray:
+    """The teacher's field at given coordinates [M, D] in [0, 1]: [M, C] float32 in [0, 1]."""
+    out = np.empty((len(coords01), model.n_outputs), dtype=np.float32)
+    t = (theta01.to(device).float() * 2 - 1).reshape(1, -1)
+    for start in range(0, len(coords01), batch):
+        x = torch.from_numpy(coords01[start : start + batch]).to(device) * 2 - 1
+        inputs = torch.cat([t.expand(len(x), -1), x], dim=1)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp_enabled(device)):
+            y = model(inputs)
+        out[start : start + len(x)] = from_teacher_range(y.float()).cpu().numpy()
+    return out
+
+
+def _disk_full(err: OSError, what: Path) -> OSError:
+    if err.errno == errno.ENOSPC:
+        return OSError(
+            errno.ENOSPC,
+            f"{what}: disk full while writing the distillation set; nothing was published "
+            "(free space, or lower distill_set.n_params / use dtype float16 / mode subset)",
+        )
+    return err
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass
+class SetContext:
+    """Everything one set's shards share: config, dataset, teacher and what identifies them."""
+
+    cfg: Config
+    meta: DatasetTensors
+    dataset_hash: str
+    model: CoordNet
+    teacher_config_hash: str
+    teacher_sha256: str
+    device: torch.device
+    params01: np.ndarray  # [N_D, P]
+    config_hash: str
+
+    @property
+    def mode(self) -> str:
+        return self.cfg.distill_set.mode
+
+    @property
+    def dtype(self) -> Any:
+        return _DTYPES[self.cfg.distill_set.dtype]
+
+    @property
+    def n_points(self) -> int:
+        if self.mode == "full":
+            return n_voxels(self.meta.dims)
+        return self.cfg.distill_set.points_per_param
+
+    def identity(self) -> dict[str, Any]:
+        """Attrs a stored shard/set must carry to count as this set (else it is stale)."""
+        return {
+            "layout_version": LAYOUT_VERSION,
+            "mode": self.mode,
+            "dtype": self.cfg.distill_set.dtype,
+            "dims": list(self.meta.dims),
+            "n_channels": self.meta.n_channels,
+            "n_points": self.n_points,
+            "config_hash": self.config_hash,
+            "teacher_sha256": self.teacher_sha256,
+            "dataset_hash": self.dataset_hash,
+        }
+
+    def shard_identity(self, shard: int) -> dict[str, Any]:
+        lo, hi = shard_range(self.cfg, shard)
+        return {
+            "kind": SHARD_KIND,
+            **self.identity(),
+            "shard": shard,
+            "n_shards": n_shards(self.cfg),
+            "lo": lo,
+            "hi": hi,
+        }
+
+
+def check_teacher(path: Path, tstate: dict[str, Any], meta: DatasetTensors, dataset_hash: str,
+                  cfg: Config) -> None:
+    """One-line errors naming the teacher file when it was made for another config/dataset."""
+    arch = tstate.get("arch", {})
+    want = (list(cfg.teacher.widths), cfg.teacher.hidden_blocks)
+    have = (list(arch.get("widths", [])), arch.get("hidden_blocks"))
+    if have != want:
+        raise ValueError(
+            f"{path}: teacher architecture (widths {have[0]}, hidden_blocks {have[1]}) does not "
+            f"match the config (teacher.widths {want[0]}, teacher.hidden_blocks {want[1]})"
+        )
+    if arch.get("n_inputs") != meta.n_params + meta.n_spatial or arch.get(
+        "n_outputs"
+    ) != meta.n_channels or list(tstate.get("dims", [])) != list(meta.dims):
+        raise ValueError(
+            f"{path}: teacher was trained for another dataset layout (inputs "
+            f"{arch.get('n_inputs')}, outputs {arch.get('n_outputs')}, dims {tstate.get('dims')}; "
+            f"dataset needs {meta.n_params + meta.n_spatial}, {meta.n_channels}, {list(meta.dims)})"
+        )
+    if tstate.get("dataset_hash") != dataset_hash:
+        raise ValueError(
+            f"{path}: teacher was trained on another dataset (dataset hash "
+            f"{tstate.get('dataset_hash')!r}, this dataset's is {dataset_hash!r})"
+        )
+
+
+def prepare(cfg: Config, dataset: Path, teacher: Path) -> SetContext:
     configure_threads(cfg.runtime.threads)
-    device = resolve_device(cfg.runtime.device)
     if cfg.distill_set.dtype not in _DTYPES:
-        raise ValueError(f"distill_set.dtype '{cfg.distill_set.dtype}' is not one of {list(_DTYPES)}")
+        raise ValueError(
+            f"distill_set.dtype '{cfg.distill_set.dtype}' is not one of {list(_DTYPES)}"
+        )
+    if cfg.distill_set.mode not in MODES:
+        raise ValueError(f"distill_set.mode '{cfg.distill_set.mode}' is not one of {list(MODES)}")
+    if cfg.distill_set.shard_size < 1:
+        raise ValueError("distill_set.shard_size must be >= 1")
+    device = resolve_device(cfg.runtime.device)
     meta, store = load_dataset_meta(dataset)
-    model, tstate = load_teacher(teacher, device)
-    if model.n_inputs != meta.n_params + meta.n_spatial or list(meta.dims) != tstate["dims"]:
-        raise ValueError(f"{teacher}: teacher was trained for another dataset layout")
-    params01 = distill_params(cfg.distill_set.n_params, meta.n_params)
-    n_vox = int(np.prod(meta.dims))
-    dtype = _DTYPES[cfg.distill_set.dtype]
+    model, tstate = load_teacher(Path(teacher), device)
+    check_teacher(Path(teacher), tstate, meta, store.config_hash, cfg)
+    return SetContext(
+        cfg=cfg,
+        meta=meta,
+        dataset_hash=store.config_hash,
+        model=model,
+        teacher_config_hash=str(tstate.get("config_hash", "")),
+        teacher_sha256=file_sha256(Path(teacher)),
+        device=device,
+        params01=distill_params(cfg.distill_set.n_params, meta.n_params),
+        config_hash=set_config_hash(cfg),
+    )
+
+
+# --------------------------------------------------------------------------- scatter
+
+
+def compute_shard(ctx: SetContext, shard: int, path: Path) -> Path:
+    """Compute and write shard `shard` at `path` (temporary sibling, renamed when complete)."""
+    path = Path(path)
+    lo, hi = shard_range(ctx.cfg, shard)
+    clean_stale_temporaries(path)  # only this shard's own leftovers: other jobs' are untouched
     t0 = time.perf_counter()
-    with atomic_path(out, is_dir=True) as tmp:
-        root = zarr.open_group(tmp, mode="w", zarr_format=3)
-        values = root.create_array(
-            "values",
-            shape=(len(params01), n_vox, meta.n_channels),
-            chunks=(1, n_vox, meta.n_channels),
-            dtype=dtype,
-        )
-        root.create_array("params01", data=params01)
-        for i in tqdm(range(len(params01)), desc="distill_set", mininterval=2.0):
-            vol = teacher_volume(
-                model, torch.from_numpy(params01[i]), meta.dims, cfg.distill_set.batch_size, device
+    batch, seed = ctx.cfg.distill_set.batch_size, ctx.cfg.runtime.seed
+    try:
+        with atomic_path(path, is_dir=True) as tmp:
+            root = zarr.open_group(tmp, mode="w", zarr_format=3)
+            values, coords = create_arrays(
+                root, hi - lo, ctx.n_points, ctx.meta.n_channels, ctx.meta.n_spatial, ctx.dtype,
+                ctx.mode,
             )
-            values[i] = vol.astype(dtype)
-        root.attrs.update(
-            {
-                "dims": list(meta.dims),
-                "n_channels": meta.n_channels,
-                "config_hash": cfg.section_hash("distill_set"),
-                "teacher_config_hash": tstate["config_hash"],
-                "dataset_hash": store.config_hash,
-                "bytes": int(values.nbytes),
+            root.create_array("params01", data=ctx.params01[lo:hi])
+            sums: dict[str, list[str]] = {"values": [], "coords": []}
+            for k, j in enumerate(range(lo, hi)):
+                theta = torch.from_numpy(ctx.params01[j])
+                if ctx.mode == "full":
+                    vol = teacher_volume(ctx.model, theta, ctx.meta.dims, batch, ctx.device)
+                else:
+                    pts = subset_coords(seed, j, ctx.n_points, ctx.meta.n_spatial)
+                    vol = teacher_points(ctx.model, theta, pts, batch, ctx.device)
+                    write_chunk(coords, k, pts)
+                    sums["coords"].append(digest(pts))
+                vol = vol.astype(ctx.dtype)
+                write_chunk(values, k, vol)
+                sums["values"].append(digest(vol))
+            root.attrs.update({**ctx.shard_identity(shard), "checksums": sums})
+            seconds = time.perf_counter() - t0
+            (tmp / _SHARD_INFO).write_text(
+                json.dumps({"compute_seconds": round(seconds, 3), "device": str(ctx.device)}) + "\n"
+            )
+    except OSError as err:
+        raise _disk_full(err, path) from None
+    log.info("%s: parameters [%d, %d) in %.1f s", path, lo, hi, time.perf_counter() - t0)
+    return path
+
+
+def verify_shard(ctx: SetContext, shard: int, path: Path) -> str | None:
+    """None if `path` is a complete, current, intact shard; else why not (it must be recomputed).
+
+    Reads every chunk once: Zarr checks each chunk's crc32c, then the values are checked to be
+    finite and to have the SHA-256 recorded when they were written.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        return "missing"
+    try:
+        root = zarr.open_group(path, mode="r")
+        attrs = dict(root.attrs)
+        want = ctx.shard_identity(shard)
+        for key, value in want.items():
+            if attrs.get(key) != value:
+                return f"stale ({key} is {attrs.get(key)!r}, current is {value!r})"
+        n = want["hi"] - want["lo"]
+        sums = attrs.get("checksums", {})
+        names = ["values"] + (["coords"] if ctx.mode == "subset" else [])
+        widths = {"values": ctx.meta.n_channels, "coords": ctx.meta.n_spatial}
+        for name in names:
+            arr = root[name]
+            if tuple(arr.shape) != (n, ctx.n_points, widths[name]):
+                return f"corrupt ({name} has shape {arr.shape})"
+            if len(sums.get(name, [])) != n:
+                return f"corrupt (no checksums for {name})"
+            for k in range(n):
+                chunk = np.asarray(arr[k])
+                if not np.isfinite(chunk).all():
+                    return f"corrupt ({name}[{k}] is not finite)"
+                if digest(chunk) != sums[name][k]:
+                    return f"corrupt ({name}[{k}] fails its SHA-256)"
+        p = np.asarray(root["params01"][...])
+        if p.shape != (n, ctx.params01.shape[1]) or not np.array_equal(
+            p, ctx.params01[want["lo"] : want["hi"]]
+        ):
+            return "corrupt (params01)"
+    except Exception as err:  # unreadable metadata, failed crc32c, truncated chunk, ...
+        first = str(err).splitlines()[0][:120] if str(err) else ""
+        return f"corrupt ({type(err).__name__}: {first})"
+    return None
+
+
+def ensure_shard(ctx: SetContext, shard: int, path: Path) -> bool:
+    """Compute `shard` unless a current, intact copy is at `path`; True if it was computed."""
+    reason = verify_shard(ctx, shard, path)
+    if reason is None:
+        log.info("%s: up to date", path)
+        return False
+    if reason != "missing":
+        log.warning("%s: %s; recomputing", path, reason)
+    compute_shard(ctx, shard, path)
+    after = verify_shard(ctx, shard, path)
+    if after is not None:
+        raise OSError(f"{path}: shard written but does not read back intact ({after})")
+    return True
+
+
+def build_shard(cfg: Config, dataset: Path, teacher: Path, shard: int, out: Path) -> Path:
+    """`hyperinr distill-set-shard`: one shard, skipped if a current intact copy exists."""
+    ctx = prepare(cfg, dataset, teacher)
+    shard_range(cfg, shard)  # a clear error for an index out of range
+    ensure_shard(ctx, shard, Path(out))
+    return Path(out)
+
+
+# --------------------------------------------------------------------------- gather
+
+
+def _link_or_copy(src: Path, dst: Path) -> str:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return "hardlink"
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise
+        shutil.copyfile(src, dst)
+        return "copy"
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
+    """Assemble `out` from verified shards: fresh metadata, chunk files linked from the shards."""
+    out = Path(out)
+    cfg = ctx.cfg
+    n = len(ctx.params01)
+    sums: dict[str, list[str]] = {"values": [], "coords": []}
+    storage: set[str] = set()
+    try:
+        with atomic_path(out, is_dir=True) as tmp:
+            root = zarr.open_group(tmp, mode="w", zarr_format=3)
+            values, coords = create_arrays(
+                root, n, ctx.n_points, ctx.meta.n_channels, ctx.meta.n_spatial, ctx.dtype, ctx.mode
+            )
+            root.create_array("params01", data=ctx.params01)
+            arrays = {"values": values, **({"coords": coords} if coords is not None else {})}
+            for shard in range(n_shards(cfg)):
+                src_root = shard_path(shards_dir, shard)
+                attrs = zarr.open_group(src_root, mode="r").attrs
+                lo, hi = attrs["lo"], attrs["hi"]
+                for name, arr in arrays.items():
+                    sums[name].extend(attrs["checksums"][name])
+                    for k in range(hi - lo):
+                        src = src_root / name / arr.metadata.encode_chunk_key((k, 0, 0))
+                        dst = tmp / name / arr.metadata.encode_chunk_key((lo + k, 0, 0))
+                        storage.add(_link_or_copy(src, dst))
+            itemsize = np.dtype(ctx.dtype).itemsize
+            nbytes = n * ctx.n_points * ctx.meta.n_channels * itemsize
+            if ctx.mode == "subset":
+                nbytes += n * ctx.n_points * ctx.meta.n_spatial * 4
+            facts = {
+                "kind": SET_KIND,
+                **ctx.identity(),
+                "n_params": n,
+                "points_per_param": ctx.n_points,
+                "shard_size": cfg.distill_set.shard_size,
+                "n_shards": n_shards(cfg),
+                "teacher_config_hash": ctx.teacher_config_hash,
+                "checksums": sums,
+                "bytes": int(nbytes),  # in memory, at the stored precision (values + coords)
+                "disk_bytes": int(_dir_bytes(tmp)),  # on disk (compressed), links counted once
+                "storage": "+".join(sorted(storage)) or "none",
             }
-        )
-    wall = time.perf_counter() - t0
+            root.attrs.update(facts)
+            # the assembled array must decode where it matters: first and last parameter
+            check = zarr.open_group(tmp, mode="r")["values"]
+            for k in {0, n - 1}:
+                if digest(np.asarray(check[k])) != sums["values"][k]:
+                    raise OSError(f"{out}: assembled set does not read back (parameter {k})")
+    except OSError as err:
+        raise _disk_full(err, out) from None
+    return facts
+
+
+def build_distill_set(
+    cfg: Config, dataset: Path, teacher: Path, out: Path, shards_dir: Path | None = None
+) -> Path:
+    """`hyperinr distill-set`: check every shard, compute those missing/stale/corrupt, publish.
+
+    Under Snakemake the shards were made by `distill_set_shard` jobs and this only verifies and
+    links; run by hand it computes whatever is missing, one shard after another.
+    """
+    out = Path(out)
+    shards_dir = Path(shards_dir) if shards_dir else default_shards_dir(out)
+    t0 = time.perf_counter()
+    ctx = prepare(cfg, dataset, teacher)
+    clean_stale_temporaries(out)  # a killed gather's half-assembled set (links only)
+    recomputed, recompute_seconds = [], 0.0
+    for shard in range(n_shards(cfg)):
+        t1 = time.perf_counter()
+        if ensure_shard(ctx, shard, shard_path(shards_dir, shard)):
+            recomputed.append(shard)
+            recompute_seconds += time.perf_counter() - t1
+    facts = publish(ctx, shards_dir, out)
+    gather_seconds = time.perf_counter() - t0
+    compute = 0.0
+    for shard in range(n_shards(cfg)):
+        info = shard_path(shards_dir, shard) / _SHARD_INFO
+        if info.exists():
+            compute += float(json.loads(info.read_text()).get("compute_seconds", 0.0))
     write_info(
         out.parent / "distill_set_info.json",
         "distill_set",
-        wall,
-        device=str(device),
-        n_params=len(params01),
-        bytes=len(params01) * n_vox * meta.n_channels * np.dtype(dtype).itemsize,
+        compute + gather_seconds - recompute_seconds,  # teacher inference + verify/publish
+        device=str(ctx.device),
+        n_params=facts["n_params"],
+        mode=facts["mode"],
+        dtype=facts["dtype"],
+        n_shards=facts["n_shards"],
+        recomputed_by_gather=recomputed,
+        gather_seconds=round(gather_seconds, 3),
+        bytes=facts["bytes"],
+        disk_bytes=facts["disk_bytes"],
+        storage=facts["storage"],
     )
+    log.info("%s: %d parameters, %.1f MB in memory, %.1f MB on disk", out, facts["n_params"],
+             facts["bytes"] / 2**20, facts["disk_bytes"] / 2**20)
     return out

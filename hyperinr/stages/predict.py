@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from hyperinr.config import Config
 from hyperinr.data.store import write_frames_store
@@ -69,27 +70,29 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
             timings["generate_ms"].append((time.perf_counter() - t0) * 1e3)
             return inr_volume(inr, meta.dims, batch, device)
 
+    # the store's attrs are written after the last frame, so the generator can still add to them
+    attrs = {"method": method, "value_range": [lo, hi]}
+    start = time.perf_counter()
+
     def frames() -> Iterator[np.ndarray]:
-        for i in range(len(meta.params01)):
+        for i in tqdm(range(len(meta.params01)), desc=f"predict {method}", mininterval=2.0):
             t0 = time.perf_counter()
             vol01 = volume(i)
             timings["infer_seconds"].append(time.perf_counter() - t0)
             yield (lo + vol01 * (hi - lo)).reshape(_shape(meta)).astype(np.float32)
+        attrs["wall_seconds"] = round(time.perf_counter() - start, 3)
 
-    t0 = time.perf_counter()
     write_frames_store(
-        out,
-        frames(),
-        (len(meta.params01), *_shape(meta)),
-        {"method": method, "value_range": [lo, hi]},
-        n_channels=meta.n_channels,
+        out, frames(), (len(meta.params01), *_shape(meta)), attrs, n_channels=meta.n_channels
     )
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - start
     n_vox = n_voxels(meta.dims)
     extra = {
         "method": method,
         "frames": len(meta.params01),
-        "voxels_per_second": round(n_vox * len(timings["infer_seconds"]) / sum(timings["infer_seconds"])),
+        "voxels_per_second": round(
+            n_vox * len(timings["infer_seconds"]) / sum(timings["infer_seconds"])
+        ),
     }
     if timings["generate_ms"]:
         extra["generate_ms_median"] = round(float(np.median(timings["generate_ms"])), 4)

@@ -37,7 +37,10 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
     theta = (meta.params01[meta.train_indices] * 2 - 1).to(device)  # [T, P] in [-1, 1]
     n_vox = n_voxels(meta.dims)
     model = CoordNet(
-        meta.n_params + meta.n_spatial, meta.n_channels, cfg.teacher.widths, cfg.teacher.hidden_blocks
+        meta.n_params + meta.n_spatial,
+        meta.n_channels,
+        cfg.teacher.widths,
+        cfg.teacher.hidden_blocks,
     )
     batch = cfg.teacher.train.batch_size
 
@@ -98,11 +101,15 @@ def load_teacher(path: Path, device: torch.device) -> tuple[CoordNet, dict[str, 
     if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
         raise ValueError(f"{path}: not a CoordNet teacher file")
     arch = state["arch"]
-    model = CoordNet(arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"])
+    model = CoordNet(
+        arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"]
+    )
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the recorded architecture ({err})") from None
+        raise ValueError(
+            f"{path}: weights do not match the recorded architecture ({err})"
+        ) from None
     return model.to(device).eval(), state
 
 

@@ -24,12 +24,15 @@ FAKE_PBS_BIN = HERE / "fake_pbs"
 FIXTURES = HERE / "fixtures"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
+
 def base_env(**extra: str) -> dict:
     """os.environ with this interpreter's bin dir first on PATH."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     for key in list(env):
-        if key.startswith(("HYPERINR_PBS_", "HYPERINR_SLURM_", "FAKE_PBS_", "SLURM_", "SNAKEMAKE_PROFILE")):
+        if key.startswith(
+            ("HYPERINR_PBS_", "HYPERINR_SLURM_", "FAKE_PBS_", "SLURM_", "SNAKEMAKE_PROFILE")
+        ):
             del env[key]
     env.update(extra)
     return env
@@ -67,7 +70,11 @@ def start_snakemake(args: list[str], cwd: Path, env: dict, log: Path) -> subproc
     out = open(log, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -224,8 +231,12 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
     def _spawn(self, argv, name, **kw) -> subprocess.Popen:
         err = open(self.root / "log" / f"{name}.stderr", "w")
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
-            start_new_session=True, **kw,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kw,
         )
         self.procs.append(proc)
         return proc
@@ -235,10 +246,19 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
         m = self.root / "munge"
         sbin = lambda tool: shutil.which(tool, path=SBIN_PATH)  # noqa: E731
         self._spawn(
-            [sbin("munged"), "--foreground", f"--socket={self.munge_socket}",
-             f"--key-file={m / 'munge.key'}", f"--log-file={m / 'munged.log'}",
-             f"--pid-file={m / 'munged.pid'}", f"--seed-file={m / 'munged.seed'}"],
-            "munged", user="munge", group="munge", extra_groups=[],
+            [
+                sbin("munged"),
+                "--foreground",
+                f"--socket={self.munge_socket}",
+                f"--key-file={m / 'munge.key'}",
+                f"--log-file={m / 'munged.log'}",
+                f"--pid-file={m / 'munged.pid'}",
+                f"--seed-file={m / 'munged.seed'}",
+            ],
+            "munged",
+            user="munge",
+            group="munge",
+            extra_groups=[],
         )
         deadline = time.monotonic() + timeout
         while not self.munge_socket.exists():
@@ -257,26 +277,32 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
         if dead or time.monotonic() > deadline:
             logs = "\n".join(
                 f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
-                for f in sorted((self.root / "log").glob("*")) if f.is_file()
+                for f in sorted((self.root / "log").glob("*"))
+                if f.is_file()
             )
             raise RuntimeError(f"local Slurm did not come up ({what}):\n{logs}")
         time.sleep(0.1)
 
     def run(self, argv, check=True, timeout=20) -> subprocess.CompletedProcess:
         argv = [shutil.which(argv[0], path=SBIN_PATH) or argv[0], *argv[1:]]
-        return subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=check)
+        return subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=check
+        )
 
     def stop(self) -> None:
         """Cancel jobs, then stop slurmd, slurmctld, munged by PID (reaped)."""
         if self.procs and self.procs[-1].poll() is None:
             try:
-                self.run(["scancel", "--quiet", "--user", pwd.getpwuid(os.getuid()).pw_name],
-                         check=False, timeout=10)
+                self.run(
+                    ["scancel", "--quiet", "--user", pwd.getpwuid(os.getuid()).pw_name],
+                    check=False,
+                    timeout=10,
+                )
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
-                    res = self.run(["squeue", "-h", "-t", "PD,R,CG,CF,S", "-o", "%i"],
-                                   check=False, timeout=10)
+                    res = self.run(
+                        ["squeue", "-h", "-t", "PD,R,CG,CF,S", "-o", "%i"], check=False, timeout=10
+                    )
                     if res.returncode != 0 or not res.stdout.strip():
                         break
                     time.sleep(0.5)

@@ -101,4 +101,3 @@ def slurm_cluster():
         cluster.stop()
         if not os.environ.get("HYPERINR_KEEP_SLURM_DIR"):
             shutil.rmtree(root, ignore_errors=True)
-

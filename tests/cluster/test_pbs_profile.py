@@ -34,6 +34,16 @@ def load_script(name: str):
 status_mod = load_script("pbs_status")
 submit_mod = load_script("pbs_submit")
 
+
+@pytest.fixture
+def cluster_generic():
+    """The Snakemake runs below need the cluster-generic executor plugin."""
+    pytest.importorskip(
+        "snakemake_executor_plugin_cluster_generic",
+        reason="pip install snakemake-executor-plugin-cluster-generic",
+    )
+
+
 # Speed knobs for every Snakemake run here (on Polaris the profile's values apply).
 FAST = ["--seconds-between-status-checks", "1", "--latency-wait", "3"]
 
@@ -69,8 +79,11 @@ def test_status_classifies_recorded_qstat_json(fixture, expected):
 
 @pytest.mark.parametrize(
     "fixture, words",
-    [("walltime_kill", ["-29", "JOB_EXEC_KILL_WALLTIME", "logs/pbs/teacher-tgv.log"]),
-     ("qdel_kill", ["271", "signal 15"]), ("exit_1", ["exited 1"])],
+    [
+        ("walltime_kill", ["-29", "JOB_EXEC_KILL_WALLTIME", "logs/pbs/teacher-tgv.log"]),
+        ("qdel_kill", ["271", "signal 15"]),
+        ("exit_1", ["exited 1"]),
+    ],
 )
 def test_status_explains_failures(fixture, words):
     text = (FIXTURES / f"{fixture}.json").read_text()
@@ -97,7 +110,10 @@ def run_status(jobid: str, env_extra: dict, timeout: float = 30) -> subprocess.C
     env = {**os.environ, **env_extra}
     return subprocess.run(
         [sys.executable, str(POLARIS / "pbs_status.py"), jobid],
-        env=env, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -132,10 +148,14 @@ def test_status_gives_up_after_bounded_retries(tmp_path):
         "sys.exit(2)\n",
     )
     t0 = time.monotonic()
-    res = run_status("1.polaris-pbs-01", {
-        "HYPERINR_PBS_QSTAT": qstat, "HYPERINR_PBS_STATUS_ATTEMPTS": "3",
-        "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1",
-    })
+    res = run_status(
+        "1.polaris-pbs-01",
+        {
+            "HYPERINR_PBS_QSTAT": qstat,
+            "HYPERINR_PBS_STATUS_ATTEMPTS": "3",
+            "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1",
+        },
+    )
     assert (res.returncode, res.stdout) == (0, "failed\n")
     assert calls(tmp_path) == 3
     assert "cannot connect" in res.stderr
@@ -145,10 +165,15 @@ def test_status_gives_up_after_bounded_retries(tmp_path):
 def test_status_never_hangs_on_a_stuck_qstat(tmp_path):
     qstat = stub_qstat(tmp_path, "time.sleep(60)\n")
     t0 = time.monotonic()
-    res = run_status("1.polaris-pbs-01", {
-        "HYPERINR_PBS_QSTAT": qstat, "HYPERINR_PBS_STATUS_ATTEMPTS": "2",
-        "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1", "HYPERINR_PBS_STATUS_TIMEOUT": "1",
-    })
+    res = run_status(
+        "1.polaris-pbs-01",
+        {
+            "HYPERINR_PBS_QSTAT": qstat,
+            "HYPERINR_PBS_STATUS_ATTEMPTS": "2",
+            "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1",
+            "HYPERINR_PBS_STATUS_TIMEOUT": "1",
+        },
+    )
     assert res.stdout == "failed\n"
     assert "timed out" in res.stderr
     assert time.monotonic() - t0 < 10
@@ -161,16 +186,24 @@ def test_status_rides_out_a_transient_qstat_failure(tmp_path):
         "if int(c.read_text()) == 1: sys.stderr.write('qstat: timed out\\n'); sys.exit(2)\n"
         f"print(open({str(fixture)!r}).read())\n",
     )
-    res = run_status("4117206", {"HYPERINR_PBS_QSTAT": qstat,
-                                 "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1"})
+    res = run_status(
+        "4117206", {"HYPERINR_PBS_QSTAT": qstat, "HYPERINR_PBS_STATUS_RETRY_SLEEP": "0.1"}
+    )
     assert res.stdout == "success\n"
     assert calls(tmp_path) == 2
 
 
 # ------------------------------------------------------------ submit script ---
 def props(rule, threads, resources, wildcards=None, jobid=7):
-    return {"type": "single", "rule": rule, "threads": threads, "jobid": jobid,
-            "wildcards": wildcards or {}, "resources": resources, "_attempt": 1}
+    return {
+        "type": "single",
+        "rule": rule,
+        "threads": threads,
+        "jobid": jobid,
+        "wildcards": wildcards or {},
+        "resources": resources,
+        "_attempt": 1,
+    }
 
 
 ENV = {"HYPERINR_PBS_ACCOUNT": "MyProject"}
@@ -179,14 +212,31 @@ ENV = {"HYPERINR_PBS_ACCOUNT": "MyProject"}
 def test_qsub_line_for_a_gpu_rule():
     args = submit_mod.build_qsub_args(
         props("teacher", 8, {"gpu": 1, "runtime": 90, "mem_mb": 4000}, {"dataset": "tgv"}),
-        ENV, workdir="/eagle/MyProject/hyperinr",
+        ENV,
+        workdir="/eagle/MyProject/hyperinr",
     )
     assert args == [
-        "-A", "MyProject", "-q", "debug",
-        "-l", "select=1:system=polaris:ngpus=1:ncpus=8",
-        "-l", "walltime=01:30:00", "-l", "filesystems=home:eagle", "-l", "place=scatter",
-        "-k", "doe", "-j", "oe", "-N", "teacher",
-        "-o", "/eagle/MyProject/hyperinr/logs/pbs/teacher-tgv.log", "-V",
+        "-A",
+        "MyProject",
+        "-q",
+        "debug",
+        "-l",
+        "select=1:system=polaris:ngpus=1:ncpus=8",
+        "-l",
+        "walltime=01:30:00",
+        "-l",
+        "filesystems=home:eagle",
+        "-l",
+        "place=scatter",
+        "-k",
+        "doe",
+        "-j",
+        "oe",
+        "-N",
+        "teacher",
+        "-o",
+        "/eagle/MyProject/hyperinr/logs/pbs/teacher-tgv.log",
+        "-V",
     ]
 
 
@@ -201,8 +251,13 @@ def test_qsub_line_for_a_cpu_rule():
 
 
 def test_qsub_line_options_from_environment_and_resources():
-    env = {**ENV, "HYPERINR_PBS_QUEUE": "preemptable", "HYPERINR_PBS_FILESYSTEMS": "home:grand",
-           "HYPERINR_PBS_QSUB_ARGS": "-m n", "HYPERINR_PBS_EXPORT_ENV": "0"}
+    env = {
+        **ENV,
+        "HYPERINR_PBS_QUEUE": "preemptable",
+        "HYPERINR_PBS_FILESYSTEMS": "home:grand",
+        "HYPERINR_PBS_QSUB_ARGS": "-m n",
+        "HYPERINR_PBS_EXPORT_ENV": "0",
+    }
     p = props("distill", 32, {"gpu": 8, "nodes": 2, "runtime": 600, "pbs_account": "Other"})
     p["_attempt"] = 2
     args = submit_mod.build_qsub_args(p, env, workdir="/w")
@@ -215,8 +270,12 @@ def test_qsub_line_options_from_environment_and_resources():
 
 @pytest.mark.parametrize(
     "rule, name",
-    [("distill_set", "distill_set"), ("a_very_long_rule_name", "a_very_long_rul"),
-     ("3d-render", "j3d-render"), (None, "j0d4c2e1a-9b7f")],
+    [
+        ("distill_set", "distill_set"),
+        ("a_very_long_rule_name", "a_very_long_rul"),
+        ("3d-render", "j3d-render"),
+        (None, "j0d4c2e1a-9b7f"),
+    ],
 )
 def test_pbs_job_names_are_legal(rule, name):
     p = props(rule, 1, {})
@@ -226,8 +285,14 @@ def test_pbs_job_names_are_legal(rule, name):
 
 
 def write_jobscript(path: Path, rule="teacher", resources=None) -> Path:
-    p = {"type": "single", "rule": rule, "threads": 8, "jobid": 3, "wildcards": {},
-         "resources": resources or {"gpu": 1, "runtime": 10}}
+    p = {
+        "type": "single",
+        "rule": rule,
+        "threads": 8,
+        "jobid": 3,
+        "wildcards": {},
+        "resources": resources or {"gpu": 1, "runtime": 10},
+    }
     path.write_text(f"#!/bin/sh\n# properties = {json.dumps(p)}\necho job ran\n")
     return path
 
@@ -235,8 +300,14 @@ def write_jobscript(path: Path, rule="teacher", resources=None) -> Path:
 def test_missing_account_is_one_clear_line_and_nothing_is_submitted(tmp_path, fake_pbs):
     script = write_jobscript(tmp_path / "snakejob.teacher.3.sh")
     env = {k: v for k, v in fake_pbs.items() if k != "HYPERINR_PBS_ACCOUNT"}
-    res = subprocess.run([sys.executable, str(POLARIS / "pbs_submit.py"), str(script)],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, str(POLARIS / "pbs_submit.py"), str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode != 0 and res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "HYPERINR_PBS_ACCOUNT" in lines[0], res.stderr
@@ -245,28 +316,56 @@ def test_missing_account_is_one_clear_line_and_nothing_is_submitted(tmp_path, fa
 
 def test_submit_prints_only_the_job_id(tmp_path, fake_pbs):
     script = write_jobscript(tmp_path / "snakejob.teacher.3.sh")
-    res = subprocess.run([sys.executable, str(POLARIS / "pbs_submit.py"), str(script)],
-                         env={**fake_pbs, **ENV}, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, str(POLARIS / "pbs_submit.py"), str(script)],
+        env={**fake_pbs, **ENV},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith(".polaris-pbs-01") and len(res.stdout.splitlines()) == 1
     assert "qsub -A MyProject" in res.stderr
 
 
 # ------------------------------------------------------------ the PBS double ---
-GOOD = ["-A", "P", "-q", "debug", "-l", "select=1:system=polaris:ngpus=1:ncpus=8",
-        "-l", "walltime=00:10:00", "-l", "filesystems=home:eagle", "-l", "place=scatter",
-        "-k", "doe", "-j", "oe", "-N", "job"]
+GOOD = [
+    "-A",
+    "P",
+    "-q",
+    "debug",
+    "-l",
+    "select=1:system=polaris:ngpus=1:ncpus=8",
+    "-l",
+    "walltime=00:10:00",
+    "-l",
+    "filesystems=home:eagle",
+    "-l",
+    "place=scatter",
+    "-k",
+    "doe",
+    "-j",
+    "oe",
+    "-N",
+    "job",
+]
 
 
 def qsub(env, args, script, cwd):
-    return subprocess.run([str(FAKE_PBS_BIN / "qsub"), *args, str(script)], env=env,
-                          cwd=cwd, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [str(FAKE_PBS_BIN / "qsub"), *args, str(script)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def drop(flag):
     i = GOOD.index(flag)
-    return GOOD[:i] + GOOD[i + 2:]
+    return GOOD[:i] + GOOD[i + 2 :]
 
 
 def replace(old, new):
@@ -277,19 +376,25 @@ def replace(old, new):
     "args, message",
     [
         (drop("-A"), "Account_Name is required"),
-        (replace("walltime=00:10:00", "filesystems=home") , "walltime is required"),
+        (replace("walltime=00:10:00", "filesystems=home"), "walltime is required"),
         (replace("walltime=00:10:00", "walltime=10:75:00"), "Resource_List.walltime"),
         (replace("walltime=00:10:00", "walltime=1h"), "Resource_List.walltime"),
         (replace("debug", "gpu"), "Unknown queue"),
         (replace("walltime=00:10:00", "walltime=02:00:00"), "queue and/or server resource limits"),
         (drop("-q"), "queue and/or server resource limits"),  # default prod needs >= 10 nodes
-        (replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=1:system=polaris:ngpus=5"),
-         "can never run"),
+        (
+            replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=1:system=polaris:ngpus=5"),
+            "can never run",
+        ),
         (replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=1:ngpus=1"), "system=polaris"),
-        (replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=1:system=polaris:gpus=1"),
-         "Unknown resource"),
-        (replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=system=polaris:ngpus=x"),
-         "Resource_List.select"),
+        (
+            replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=1:system=polaris:gpus=1"),
+            "Unknown resource",
+        ),
+        (
+            replace("select=1:system=polaris:ngpus=1:ncpus=8", "select=system=polaris:ngpus=x"),
+            "Resource_List.select",
+        ),
         (replace("filesystems=home:eagle", "filesystems=home:scratch"), "filesystems"),
         (replace("place=scatter", "place=spread"), "Resource_List.place"),
         (replace("job", "1job"), "illegal -N"),
@@ -309,8 +414,13 @@ def test_fake_qsub_rejects_what_polaris_rejects(tmp_path, fake_pbs, args, messag
 def wait_state(env, jobid, states=("F",), timeout=30) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        res = subprocess.run([str(FAKE_PBS_BIN / "qstat"), "-fx", "-F", "json", jobid],
-                             env=env, capture_output=True, text=True, timeout=10)
+        res = subprocess.run(
+            [str(FAKE_PBS_BIN / "qstat"), "-fx", "-F", "json", jobid],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         job = json.loads(res.stdout)["Jobs"][jobid]
         if job["job_state"] in states:
             return job
@@ -324,10 +434,23 @@ def status_of(env, jobid) -> str:
 
 def test_fake_pbs_runs_in_home_with_directives_and_reports_success(tmp_path, fake_pbs):
     script = tmp_path / "job.sh"
-    script.write_text("#!/bin/sh\n#PBS -N fromscript\n#PBS -l walltime=00:05:00\n"
-                      "pwd\necho job=$PBS_JOBID\n")
-    args = ["-A", "P", "-q", "debug", "-l", "select=1:system=polaris",
-            "-l", "filesystems=home:eagle", "-j", "oe", "-o", str(tmp_path / "out.log")]
+    script.write_text(
+        "#!/bin/sh\n#PBS -N fromscript\n#PBS -l walltime=00:05:00\npwd\necho job=$PBS_JOBID\n"
+    )
+    args = [
+        "-A",
+        "P",
+        "-q",
+        "debug",
+        "-l",
+        "select=1:system=polaris",
+        "-l",
+        "filesystems=home:eagle",
+        "-j",
+        "oe",
+        "-o",
+        str(tmp_path / "out.log"),
+    ]
     res = qsub(fake_pbs, args, script, tmp_path)
     assert res.returncode == 0, res.stderr
     jobid = res.stdout.strip()
@@ -343,8 +466,12 @@ def test_fake_pbs_enforces_walltime(tmp_path, fake_pbs):
     env = {**fake_pbs, "FAKE_PBS_WALLTIME_SCALE": str(1.5 / 60), "FAKE_PBS_KILL_DELAY": "0.5"}
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\necho start\nsleep 30\necho never\n")
-    res = qsub(env, replace("walltime=00:10:00", "walltime=00:01:00")
-               + ["-o", str(tmp_path / "out.log")], script, tmp_path)
+    res = qsub(
+        env,
+        replace("walltime=00:10:00", "walltime=00:01:00") + ["-o", str(tmp_path / "out.log")],
+        script,
+        tmp_path,
+    )
     jobid = res.stdout.strip()
     t0 = time.monotonic()
     job = wait_state(env, jobid, timeout=20)
@@ -365,15 +492,21 @@ def test_fake_qdel_kills_running_and_removes_queued_jobs(tmp_path, fake_pbs):
     queued = qsub(queued_env, GOOD, script, tmp_path).stdout.strip()
     assert wait_state(fake_pbs, queued, states=("Q",))["job_state"] == "Q"
     assert status_of(fake_pbs, queued) == "running"
-    subprocess.run([str(FAKE_PBS_BIN / "qdel"), running, queued], env=fake_pbs,
-                   check=True, timeout=10)
+    subprocess.run(
+        [str(FAKE_PBS_BIN / "qdel"), running, queued], env=fake_pbs, check=True, timeout=10
+    )
     job = wait_state(fake_pbs, running, timeout=15)
     assert job["Exit_status"] == 271  # 256 + SIGTERM, as PBS Pro reports it
     job = wait_state(fake_pbs, queued, timeout=15)
     assert "Exit_status" not in job
     assert status_of(fake_pbs, running) == status_of(fake_pbs, queued) == "failed"
-    res = subprocess.run([str(FAKE_PBS_BIN / "qstat"), "-fx", "-F", "json", "999"],
-                         env=fake_pbs, capture_output=True, text=True, timeout=10)
+    res = subprocess.run(
+        [str(FAKE_PBS_BIN / "qstat"), "-fx", "-F", "json", "999"],
+        env=fake_pbs,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert res.returncode == 153 and "Unknown Job Id" in res.stderr
 
 
@@ -395,19 +528,20 @@ def pbs_jobs_by_rule(env) -> dict[str, list[dict]]:
     return out
 
 
-def test_dry_run_lists_jobs_with_resources(tmp_path, run_snakemake):
-    res = run_snakemake(profile_args("-n"), toy(tmp_path),
-                        {**os.environ, "HYPERINR_PBS_ACCOUNT": "P"}, timeout=60)
+def test_dry_run_lists_jobs_with_resources(tmp_path, run_snakemake, cluster_generic):
+    res = run_snakemake(
+        profile_args("-n"), toy(tmp_path), {**os.environ, "HYPERINR_PBS_ACCOUNT": "P"}, timeout=60
+    )
     assert res.returncode == 0, res.tail()
     out = res.output
     for rule in ("simulate", "teacher", "evaluate"):
         assert f"rule {rule}:" in out
-    teacher = out[out.index("rule teacher:"):out.index("rule evaluate:")]
+    teacher = out[out.index("rule teacher:") : out.index("rule evaluate:")]
     assert "gpu=1" in teacher and "runtime=10" in teacher
-    assert "gpu=0" in out[out.index("rule evaluate:"):]
+    assert "gpu=0" in out[out.index("rule evaluate:") :]
 
 
-def test_toy_workflow_through_polaris_profile(tmp_path, fake_pbs, run_snakemake):
+def test_toy_workflow_through_polaris_profile(tmp_path, fake_pbs, run_snakemake, cluster_generic):
     work = toy(tmp_path)
     env = {**fake_pbs, **ENV}
     try:
@@ -441,7 +575,7 @@ def wait_for_running(env, rule, timeout=60) -> dict:
     raise AssertionError(f"no running {rule} job within {timeout} s")
 
 
-def test_qdel_mid_run_fails_the_job_and_the_retry_reruns_it(tmp_path, fake_pbs):
+def test_qdel_mid_run_fails_the_job_and_the_retry_reruns_it(tmp_path, fake_pbs, cluster_generic):
     """CPU rules run 'on the login node' (HYPERINR_PBS_LOCAL=cpu); teacher goes
     to PBS, sleeps on attempt 1, is qdel'ed, fails, and attempt 2 succeeds."""
     work = toy(tmp_path)
@@ -470,16 +604,22 @@ def test_qdel_mid_run_fails_the_job_and_the_retry_reruns_it(tmp_path, fake_pbs):
     assert (work / "results" / "eval_a.txt").exists()
 
 
-def test_walltime_kill_and_failing_job_are_reported_failed(tmp_path, fake_pbs, run_snakemake):
+def test_walltime_kill_and_failing_job_are_reported_failed(
+    tmp_path, fake_pbs, run_snakemake, cluster_generic
+):
     """teacher outlives its (scaled) walltime on attempt 1 -> Exit_status -29 ->
     retried and succeeds; evaluate fails on both attempts -> the run fails."""
     work = toy(tmp_path)
     # teacher's 10-minute walltime becomes 12 s; CPU jobs stay local (no walltime).
-    env = {**fake_pbs, **ENV, "HYPERINR_PBS_LOCAL": "cpu",
-           "FAKE_PBS_WALLTIME_SCALE": str(12 / 600), "FAKE_PBS_KILL_DELAY": "1"}
+    env = {
+        **fake_pbs,
+        **ENV,
+        "HYPERINR_PBS_LOCAL": "cpu",
+        "FAKE_PBS_WALLTIME_SCALE": str(12 / 600),
+        "FAKE_PBS_KILL_DELAY": "1",
+    }
     try:
-        res = run_snakemake(profile_args("--config", "sleep=120", "fail=1"), work, env,
-                            timeout=150)
+        res = run_snakemake(profile_args("--config", "sleep=120", "fail=1"), work, env, timeout=150)
     finally:
         kill_local_jobs(work)
     assert res.returncode != 0

@@ -8,12 +8,21 @@ test cluster has no slurmdbd, and MinJobAge=300 keeps finished jobs visible.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-from clusterlib import PROFILES, REPO, TOY_SNAKEFILE
+from clusterlib import (
+    PROFILES,
+    REPO,
+    TOY_SNAKEFILE,
+    _kill_group,
+    start_snakemake,
+    wait_snakemake,
+)
 
 SLURM_LOCAL = PROFILES / "slurm-local"
 SLURM_A100 = PROFILES / "slurm"
@@ -31,70 +40,151 @@ def scontrol_job(cluster, jobid: str) -> str:
     return cluster.run(["scontrol", "show", "job", jobid]).stdout
 
 
-def test_toy_workflow_on_local_slurm(slurm_cluster, tmp_path, run_snakemake):
-    work = tmp_path / "work"
-    work.mkdir()
-    res = run_snakemake(
-        ["-s", str(TOY_SNAKEFILE), "--profile", str(SLURM_LOCAL), "--config", "names=a,b"],
-        work, slurm_cluster.env, timeout=180,
+class BackgroundRun:
+    """A Snakemake run started now and awaited by the test that checks it."""
+
+    def __init__(self, args, cwd: Path, env: dict, timeout: float):
+        self.cwd, self.timeout = cwd, timeout
+        self.log = cwd / "snakemake.out"
+        self.t0 = time.monotonic()
+        self.proc = start_snakemake(args, cwd, env, self.log)
+        self._result = None
+
+    def wait(self):
+        if self._result is None:
+            self._result = wait_snakemake(self.proc, self.log, self.timeout, self.t0)
+        return self._result
+
+
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "results",
+    "logs",
+    "resources",
+    ".snakemake",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "build",
+    "report.html",
+)
+
+
+@pytest.fixture(scope="module")
+def slurm_runs(slurm_cluster, tmp_path_factory):
+    """Start both toy runs at once on the one-node cluster: they spend most of
+    their time waiting on squeue, so this saves half a minute."""
+    pytest.importorskip(
+        "snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm"
     )
+    runs: dict[str, BackgroundRun] = {}
+
+    def workdir(name):
+        return tmp_path_factory.mktemp(name)
+
+    runs["toy"] = BackgroundRun(
+        ["-s", str(TOY_SNAKEFILE), "--profile", str(SLURM_LOCAL), "--config", "names=a,b"],
+        workdir("toy"),
+        slurm_cluster.env,
+        timeout=240,
+    )
+    a100_env = {
+        **slurm_cluster.env,
+        "HYPERINR_SLURM_GPU_PARTITION": "gpu",
+        "HYPERINR_SLURM_PARTITION": "debug",
+    }
+    runs["a100"] = BackgroundRun(
+        [
+            "-s",
+            str(TOY_SNAKEFILE),
+            "--profile",
+            str(SLURM_A100),
+            "results/teacher_a.txt",
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "12",
+            "--latency-wait",
+            "5",
+        ],
+        workdir("a100"),
+        a100_env,
+        timeout=240,
+    )
+    yield runs
+    for run in runs.values():
+        if isinstance(run, BackgroundRun) and run.proc.poll() is None:
+            _kill_group(run.proc)
+
+
+def start_real_workflow(parent: Path, env: dict) -> BackgroundRun | str:
+    """The hyperinr workflow (config/test.yaml) through slurm-local, or why not."""
+    if not (REPO / "Snakefile").exists() or not (REPO / "config" / "test.yaml").exists():
+        return "real workflow not runnable yet: no Snakefile or config/test.yaml"
+    work = parent / "repo"
+    shutil.copytree(REPO, work, ignore=IGNORE, symlinks=True)
+    dry = BackgroundRun(["-n", "--configfile", "config/test.yaml"], work, env, timeout=120)
+    res = dry.wait()
+    if res.returncode != 0:
+        return (
+            "real workflow not runnable yet: `snakemake -n --configfile config/test.yaml` "
+            f"fails:\n{res.tail(15)}"
+        )
+    os.replace(work / "snakemake.out", work / "dryrun.out")
+    return BackgroundRun(
+        ["--configfile", "config/test.yaml", "--profile", str(SLURM_LOCAL), "--jobs", "4"],
+        work,
+        env,
+        timeout=480,
+    )
+
+
+def test_toy_workflow_on_local_slurm(slurm_cluster, slurm_runs):
+    run = slurm_runs["toy"]
+    res = run.wait()
     assert res.returncode == 0, res.tail()
     for f in ("sim.txt", "teacher_a.txt", "teacher_b.txt", "eval_a.txt", "eval_b.txt"):
-        assert (work / "results" / f).exists(), f
+        assert (run.cwd / "results" / f).exists(), f
     ids = slurm_job_ids(res.output)
     assert {k: len(v) for k, v in ids.items()} == {"simulate": 1, "teacher": 2, "evaluate": 2}
-    for rule, jobids in ids.items():
+    for jobids in ids.values():
         for jobid in jobids:
             info = scontrol_job(slurm_cluster, jobid)
             assert "JobState=COMPLETED" in info and "Partition=debug" in info, info
             assert "gres" not in info  # slurm-local forces gpu=0
 
 
-def test_a100_profile_requests_gpus_on_local_slurm(slurm_cluster, tmp_path, run_snakemake):
+def test_a100_profile_requests_gpus_on_local_slurm(slurm_cluster, slurm_runs):
     """The real `slurm` profile against the same cluster, whose node advertises
     two (fake) a100 GRES in partition `gpu`: teacher must get --gpus=a100:1."""
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {**slurm_cluster.env, "HYPERINR_SLURM_GPU_PARTITION": "gpu",
-           "HYPERINR_SLURM_PARTITION": "debug"}
-    res = run_snakemake(
-        ["-s", str(TOY_SNAKEFILE), "--profile", str(SLURM_A100), "results/teacher_a.txt",
-         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-         "--seconds-between-status-checks", "2", "--latency-wait", "5"],
-        work, env, timeout=150,
-    )
+    res = slurm_runs["a100"].wait()
     assert res.returncode == 0, res.tail()
     ids = slurm_job_ids(res.output)
     teacher = scontrol_job(slurm_cluster, ids["teacher"][0])
     assert "Partition=gpu" in teacher and re.search(r"gpu:a100[:=]1", teacher), teacher
-    assert "NumCPUs=8" in teacher and "mem=32000M" in teacher, teacher
+    assert "NumCPUs=8" in teacher and "mem=1000M" in teacher, teacher  # mem: the rule
     simulate = scontrol_job(slurm_cluster, ids["simulate"][0])
     assert "Partition=debug" in simulate and "gres" not in simulate, simulate
 
 
-IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "results", "logs", "resources", ".snakemake", "__pycache__",
-    "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis", "build", "report.html",
-)
-
-
-def test_real_tiny_workflow_on_local_slurm(slurm_cluster, tmp_path, run_snakemake):
-    """The hyperinr workflow itself (config/test.yaml) through slurm-local."""
-    if not (REPO / "Snakefile").exists() or not (REPO / "config" / "test.yaml").exists():
-        pytest.skip("real workflow not runnable yet: no Snakefile or config/test.yaml")
-    work = tmp_path / "repo"
-    shutil.copytree(REPO, work, ignore=IGNORE, symlinks=True)
-    dry = run_snakemake(["-n", "--configfile", "config/test.yaml"], work, slurm_cluster.env,
-                        timeout=120, log_name="dryrun.out")
-    if dry.returncode != 0:
-        pytest.skip("real workflow not runnable yet: `snakemake -n --configfile "
-                    f"config/test.yaml` fails:\n{dry.tail(15)}")
-    res = run_snakemake(
-        ["--configfile", "config/test.yaml", "--profile", str(SLURM_LOCAL), "--jobs", "4"],
-        work, slurm_cluster.env, timeout=420,
-    )
+@pytest.mark.slow
+def test_real_tiny_workflow_on_local_slurm(slurm_cluster, tmp_path, slurm_runs):
+    """The hyperinr workflow itself (config/test.yaml) through slurm-local; runs
+    after the toy runs (sharing two cores with them would only slow all down)."""
+    for run in slurm_runs.values():
+        run.wait()
+    run = start_real_workflow(tmp_path, slurm_cluster.env)
+    if isinstance(run, str):
+        pytest.skip(run)
+    try:
+        res = run.wait()
+    finally:
+        if run.proc.poll() is None:
+            _kill_group(run.proc)
     assert res.returncode == 0, res.tail(80)
     ids = slurm_job_ids(res.output)
     for rule in ("simulate", "teacher", "distill", "evaluate", "report"):
         assert rule in ids, f"{rule} did not go through Slurm: {sorted(ids)}"
-    assert list(Path(work, "results").rglob("*"))

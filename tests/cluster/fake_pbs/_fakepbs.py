@@ -140,8 +140,15 @@ def parse_duration(text: str) -> int:
 
 
 def valid_place(text: str) -> bool:
-    kinds = {"free": "a", "pack": "a", "scatter": "a", "vscatter": "a",
-             "excl": "s", "shared": "s", "exclhost": "s"}
+    kinds = {
+        "free": "a",
+        "pack": "a",
+        "scatter": "a",
+        "vscatter": "a",
+        "excl": "s",
+        "shared": "s",
+        "exclhost": "s",
+    }
     seen = set()
     for token in text.split(":"):
         kind = "g" if re.fullmatch(r"group=\w+", token) else kinds.get(token)
@@ -172,7 +179,9 @@ def parse_select(text: str) -> list[dict]:
                 raise Reject(f"qsub: Unknown resource: {name}")
             if name in ("ngpus", "ncpus", "mpiprocs", "ompthreads") and not value.isdigit():
                 raise Reject("qsub: Illegal attribute or resource value Resource_List.select")
-            if name == "mem" and not re.fullmatch(r"\d+(b|kb|mb|gb|tb|w|kw|mw|gw|tw)?", value, re.I):
+            if name == "mem" and not re.fullmatch(
+                r"\d+(b|kb|mb|gb|tb|w|kw|mw|gw|tw)?", value, re.I
+            ):
                 raise Reject("qsub: Illegal attribute or resource value Resource_List.select")
             chunk[name] = value
         if chunk.get("system") != "polaris":
@@ -199,7 +208,8 @@ def validate(opts: dict, script: str) -> dict:
             if name not in JOB_RESOURCES:
                 if name in CHUNK_RESOURCES:
                     raise Reject(
-                        f'qsub: "-lresource=" cannot be used with "select" or "place", resource is: {name}'
+                        'qsub: "-lresource=" cannot be used with "select" or "place", '
+                        f"resource is: {name}"
                     )
                 raise Reject(f"qsub: Unknown resource: Resource_List.{name}")
             res[name] = value
@@ -212,7 +222,9 @@ def validate(opts: dict, script: str) -> dict:
         raise Reject("qsub: Resource: filesystems is required to be set.")
     fs = res["filesystems"].split(":")
     if not fs or any(f not in FILESYSTEMS for f in fs):
-        raise Reject(f"qsub: Illegal filesystems value {res['filesystems']} (known: {sorted(FILESYSTEMS)})")
+        raise Reject(
+            f"qsub: Illegal filesystems value {res['filesystems']} (known: {sorted(FILESYSTEMS)})"
+        )
     if "select" not in res:
         raise Reject("qsub: Job rejected: -l select=N:system=polaris is required")
     chunks = parse_select(res["select"])
@@ -280,7 +292,7 @@ def parse_opts(argv: list[str]) -> tuple[dict, list[str]]:
     try:
         pairs, rest = getopt.getopt(argv, QSUB_OPTS)
     except getopt.GetoptError as e:
-        raise Reject(f"qsub: {e}\nusage: qsub [-A account] [-l resource_list] ... script")
+        raise Reject(f"qsub: {e}\nusage: qsub [-A account] [-l resource_list] ... script") from None
     opts: dict = {}
     for flag, value in pairs:
         key = flag[1:]
@@ -387,23 +399,30 @@ def run(seq: int) -> int:
     while time.time() < deadline and not qdel_flag.exists():
         time.sleep(0.1)
     if qdel_flag.exists():
-        update(seq, job_state="F", substate=91, comment="Job deleted before it ran",
-               obittime=time.time())
+        update(
+            seq,
+            job_state="F",
+            substate=91,
+            comment="Job deleted before it ran",
+            obittime=time.time(),
+        )
         return 0
     home = os.environ.get("HOME") or "/"
     env = dict(job["env"])  # all of qsub's environment for -V, else only -v variables
     if not job["export_all"]:
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update({
-        "HOME": home,
-        "PBS_JOBID": job["id"],
-        "PBS_JOBNAME": job["Job_Name"],
-        "PBS_QUEUE": job["queue"],
-        "PBS_O_WORKDIR": job["PBS_O_WORKDIR"],
-        "PBS_O_HOST": job["Submit_Host"],
-        "PBS_ENVIRONMENT": "PBS_BATCH",
-        "PBS_ACCOUNT": job["Account_Name"],
-    })
+    env.update(
+        {
+            "HOME": home,
+            "PBS_JOBID": job["id"],
+            "PBS_JOBNAME": job["Job_Name"],
+            "PBS_QUEUE": job["queue"],
+            "PBS_O_WORKDIR": job["PBS_O_WORKDIR"],
+            "PBS_O_HOST": job["Submit_Host"],
+            "PBS_ENVIRONMENT": "PBS_BATCH",
+            "PBS_ACCOUNT": job["Account_Name"],
+        }
+    )
     nodefile = state_dir() / "jobs" / f"{seq}.nodes"
     nodefile.write_text("localhost\n" * int(job["Resource_List"]["nodect"]))
     env["PBS_NODEFILE"] = str(nodefile)
@@ -430,12 +449,24 @@ def run(seq: int) -> int:
     err = out if job["Join_Path"] == "oe" else open_out(err_path)
     start = time.time()
     proc = subprocess.Popen(
-        [shell, job["script"]], cwd=home if os.path.isdir(home) else "/", env=env,
-        stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+        [shell, job["script"]],
+        cwd=home if os.path.isdir(home) else "/",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,
     )
-    update(seq, job_state="R", substate=42, stime=start, pid=proc.pid, run_count=1,
-           exec_host="x3004c0s1b0n0/0*64",
-           comment=f"Job run at {time.ctime(start)} on (x3004c0s1b0n0:ncpus=64:ngpus=4)")
+    update(
+        seq,
+        job_state="R",
+        substate=42,
+        stime=start,
+        pid=proc.pid,
+        run_count=1,
+        exec_host="x3004c0s1b0n0/0*64",
+        comment=f"Job run at {time.ctime(start)} on (x3004c0s1b0n0:ncpus=64:ngpus=4)",
+    )
     limit = job["walltime_s"] * float(os.environ.get("FAKE_PBS_WALLTIME_SCALE", "1"))
     kill_delay = float(os.environ.get("FAKE_PBS_KILL_DELAY", "2"))
     exit_status = None
@@ -466,7 +497,11 @@ def run(seq: int) -> int:
     if err is not out:
         err.close()
     for src, dst in ((out_path, out_final), (err_path, err_final)):
-        if src != dst and os.path.exists(src) and not (job["Join_Path"] == "oe" and dst == err_final):
+        if (
+            src != dst
+            and os.path.exists(src)
+            and not (job["Join_Path"] == "oe" and dst == err_final)
+        ):
             try:
                 shutil.move(src, dst)
             except OSError:
@@ -583,7 +618,9 @@ def qstat(argv: list[str]) -> int:
     flags = dict(pairs)
     full, history, fmt = "-f" in flags, "-x" in flags or "-H" in flags, flags.get("-F", "")
     if qstat_server_down():
-        sys.stderr.write(f"Connection refused\nqstat: cannot connect to server {SERVER} (errno=15010)\n")
+        sys.stderr.write(
+            f"Connection refused\nqstat: cannot connect to server {SERVER} (errno=15010)\n"
+        )
         return 2
     rc = 0
     jobs = {}
@@ -598,7 +635,8 @@ def qstat(argv: list[str]) -> int:
         if job["job_state"] == "F" and not history:
             if ids:
                 sys.stderr.write(
-                    f"qstat: {job['id']} Job has finished, use -x or -H to obtain historical job information\n"
+                    f"qstat: {job['id']} Job has finished, use -x or -H to obtain "
+                    "historical job information\n"
                 )
                 rc = E_JOB_FINISHED
             continue
@@ -623,8 +661,10 @@ def qstat(argv: list[str]) -> int:
         print("----------------  ---------------- ----------------  -------- - -----")
         for jobid, a in jobs.items():
             used = a.get("resources_used", {}).get("cput", "0")
-            print(f"{jobid[:16]:<17} {a['Job_Name'][:16]:<16} {a['Job_Owner'].split('@')[0][:16]:<16}"
-                  f"  {used:>8} {a['job_state']} {a['queue']}")
+            print(
+                f"{jobid[:16]:<17} {a['Job_Name'][:16]:<16} {a['Job_Owner'].split('@')[0][:16]:<16}"
+                f"  {used:>8} {a['job_state']} {a['queue']}"
+            )
     return rc
 
 

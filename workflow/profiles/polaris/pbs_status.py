@@ -119,7 +119,9 @@ def classify(qstat_stdout: str, jobid: str) -> tuple[str, str]:
         if code == 0:
             return SUCCESS, "Exit_status 0"
         log = str(job.get("Output_Path", "")).split(":", 1)[-1]
-        return FAILED, f"Exit_status {code}: {explain_exit(code)}" + (f" (log: {log})" if log else "")
+        return FAILED, f"Exit_status {code}: {explain_exit(code)}" + (
+            f" (log: {log})" if log else ""
+        )
     if state == "H" and "s" in str(job.get("Hold_Types", "")):
         return FAILED, f"job is on a system hold: {job.get('comment', 'see qstat -f')}"
     if not state:
@@ -182,7 +184,9 @@ def pbs_status(jobid: str, env: dict) -> tuple[str, str]:
         try:
             res = subprocess.run(
                 qstat + ["-fx", "-F", "json", jobid],
-                capture_output=True, text=True, timeout=timeout,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired:
             err = f"qstat timed out after {timeout:g} s"
@@ -192,10 +196,13 @@ def pbs_status(jobid: str, env: dict) -> tuple[str, str]:
             continue
         if res.returncode == 0:
             return classify(res.stdout, jobid)
-        err = (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}")
+        err = res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}"
         if res.returncode == 153 or UNKNOWN_JOB.search(err):
             return FAILED, f"job not known to qstat (vanished): {err}"
-    return FAILED, f"qstat failed {attempts} times, giving up: {err.splitlines()[-1] if err else ''}"
+    return (
+        FAILED,
+        f"qstat failed {attempts} times, giving up: {err.splitlines()[-1] if err else ''}",
+    )
 
 
 def main(argv: list[str]) -> int:

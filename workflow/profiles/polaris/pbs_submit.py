@@ -55,9 +55,7 @@ QUEUE_LIMITS = {
     "preemptable": (1, 10, 72 * 60),
     "demand": (1, 56, 60),
 }
-TRANSIENT = re.compile(
-    r"cannot connect|connection refused|timed out|try again|server busy", re.I
-)
+TRANSIENT = re.compile(r"cannot connect|connection refused|timed out|try again|server busy", re.I)
 
 
 class SubmitError(Exception):
@@ -134,9 +132,7 @@ def is_local(props: dict, env: dict) -> bool:
 
 
 def account(props: dict, env: dict) -> str:
-    acct = (props.get("resources") or {}).get("pbs_account") or env.get(
-        "HYPERINR_PBS_ACCOUNT", ""
-    )
+    acct = (props.get("resources") or {}).get("pbs_account") or env.get("HYPERINR_PBS_ACCOUNT", "")
     acct = str(acct).strip()
     if not acct:
         raise SubmitError(
@@ -165,16 +161,26 @@ def build_qsub_args(props: dict, env: dict | None = None, workdir: str | None = 
     chunk.append(f"ncpus={threads}")
 
     args = [
-        "-A", account(props, env),
-        "-q", queue,
-        "-l", "select=" + ":".join(chunk),
-        "-l", f"walltime={walltime(runtime)}",
-        "-l", f"filesystems={env.get('HYPERINR_PBS_FILESYSTEMS', DEFAULT_FILESYSTEMS)}",
-        "-l", f"place={env.get('HYPERINR_PBS_PLACE', DEFAULT_PLACE)}",
-        "-k", "doe",
-        "-j", "oe",
-        "-N", job_name(props),
-        "-o", str(Path(workdir) / LOG_DIR / f"{log_stem(props)}.log"),
+        "-A",
+        account(props, env),
+        "-q",
+        queue,
+        "-l",
+        "select=" + ":".join(chunk),
+        "-l",
+        f"walltime={walltime(runtime)}",
+        "-l",
+        f"filesystems={env.get('HYPERINR_PBS_FILESYSTEMS', DEFAULT_FILESYSTEMS)}",
+        "-l",
+        f"place={env.get('HYPERINR_PBS_PLACE', DEFAULT_PLACE)}",
+        "-k",
+        "doe",
+        "-j",
+        "oe",
+        "-N",
+        job_name(props),
+        "-o",
+        str(Path(workdir) / LOG_DIR / f"{log_stem(props)}.log"),
     ]
     if _truthy(env.get("HYPERINR_PBS_EXPORT_ENV", "1")):
         args.append("-V")
@@ -207,7 +213,9 @@ def submit_pbs(jobscript: str, props: dict, env: dict) -> str:
             res = None
             err = "qsub timed out after 120 s"
         except FileNotFoundError:
-            raise SubmitError(f"{cmd[0]} not found on PATH (are you on a Polaris login node?)") from None
+            raise SubmitError(
+                f"{cmd[0]} not found on PATH (are you on a Polaris login node?)"
+            ) from None
         else:
             err = res.stderr.strip() or res.stdout.strip()
             if res.returncode == 0:
@@ -242,8 +250,15 @@ def submit_local(jobscript: str, props: dict) -> str:
             close_fds=True,
         )
     (state / f"{proc.pid}.json").write_text(
-        json.dumps({"pid": proc.pid, "rcfile": str(rcfile), "log": str(log),
-                    "rule": props.get("rule"), "started": time.time()})
+        json.dumps(
+            {
+                "pid": proc.pid,
+                "rcfile": str(rcfile),
+                "log": str(log),
+                "rule": props.get("rule"),
+                "started": time.time(),
+            }
+        )
     )
     print(f"{PROG}: running {job_name(props)} locally (pid {proc.pid}, log {log})", file=sys.stderr)
     return f"local.{proc.pid}"

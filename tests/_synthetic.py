@@ -1,8 +1,7 @@
-"""Tiny synthetic dataset and prediction stores in the pipeline's Zarr layout (tests, demos).
+"""Tiny synthetic dataset and prediction stores for the evaluation tests.
 
-Written with zarr directly, following the dataset contract: `frames` float32 in [0, 1] with
-one chunk per frame, `params` float64, attrs dims/value_range/param_names/param_range/split/
-n_channels.
+Written through `hyperinr.data.store` (`write_dataset`, `write_frames_store`), so the tests
+read exactly the layout the pipeline writes.
 """
 
 from __future__ import annotations
@@ -11,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import zarr
+
+from hyperinr.data.store import open_dataset, write_frames_store
+from hyperinr.data.store import write_dataset as _write_dataset
 
 
 def smooth_field(params: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -35,35 +36,22 @@ def write_dataset(
     *,
     param_names: list[str] | None = None,
     n_channels: int = 1,
-    dims: list[int] | None = None,
 ) -> Path:
-    """Normalise `physical` [n, *frame] by its min/max and write a dataset store."""
-    path = Path(path)
+    """A dataset store of `physical` [n, *frame], value range = its min/max over all frames."""
     physical = np.asarray(physical, dtype=np.float64)
     params = np.asarray(params, dtype=np.float64).reshape(len(physical), -1)
-    lo, hi = float(physical.min()), float(physical.max())
-    frames = ((physical - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
-    root = zarr.open_group(str(path), mode="w")
-    arr = root.create_array(
-        "frames", shape=frames.shape, chunks=(1, *frames.shape[1:]), dtype="float32"
+    return _write_dataset(
+        path,
+        physical,
+        shape=physical.shape,
+        value_range=(float(physical.min()), float(physical.max())),
+        params=params,
+        param_names=param_names or [f"p{j}" for j in range(params.shape[1])],
+        train_indices=train,
+        source_dtype="float64",
+        provenance={"format": "synthetic"},
+        n_channels=n_channels,
     )
-    arr[...] = frames
-    parr = root.create_array("params", shape=params.shape, dtype="float64")
-    parr[...] = params
-    n_spatial = frames.ndim - 1 - (1 if n_channels > 1 else 0)
-    root.attrs.update(
-        {
-            "dims": list(dims or frames.shape[1 : 1 + n_spatial]),
-            "value_range": [lo, hi],
-            "param_names": param_names or [f"p{j}" for j in range(params.shape[1])],
-            "param_range": [
-                [float(a), float(b)] for a, b in zip(params.min(0), params.max(0), strict=True)
-            ],
-            "split": {"train": [int(i) for i in train], "eval": list(range(len(frames)))},
-            "n_channels": n_channels,
-        }
-    )
-    return path
 
 
 def write_prediction(
@@ -73,18 +61,12 @@ def write_prediction(
     value_range: tuple[float, float] | list[float],
     wall_seconds: float | None = None,
 ) -> Path:
-    path = Path(path)
+    """A prediction store of `physical` [n, *frame] (float32), as the predict stage writes."""
     physical = np.asarray(physical, dtype=np.float32)
-    root = zarr.open_group(str(path), mode="w")
-    arr = root.create_array(
-        "frames", shape=physical.shape, chunks=(1, *physical.shape[1:]), dtype="float32"
-    )
-    arr[...] = physical
     attrs = {"method": method, "value_range": [float(v) for v in value_range]}
     if wall_seconds is not None:
         attrs["wall_seconds"] = float(wall_seconds)
-    root.attrs.update(attrs)
-    return path
+    return write_frames_store(path, physical, physical.shape, attrs)
 
 
 def synthetic_case(
@@ -108,9 +90,9 @@ def synthetic_case(
     ds = write_dataset(
         root / "dataset.zarr", physical, t, list(range(0, n_frames, train_every)), param_names=["t"]
     )
-    grp = zarr.open_group(str(ds), mode="r")
-    lo, hi = grp.attrs["value_range"]
-    stored = lo + grp["frames"][...].astype(np.float64) * (hi - lo)
+    store = open_dataset(ds)
+    lo, hi = store.value_range
+    stored = lo + store.frames[...].astype(np.float64) * (hi - lo)
     rng = np.random.default_rng(seed)
     preds = {}
     for m, std in (noise or {"hyperinr": 0.05, "teacher": 0.04}).items():
