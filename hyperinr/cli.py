@@ -107,7 +107,9 @@ def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
         from hyperinr.evaluate.lerp import lerp_predict
 
         out = Path(args.out)
-        lerp_predict(Path(args.dataset), out, k=cfg.hyperinr.k_nearest, info_path=out.with_suffix(".json"))
+        lerp_predict(
+            Path(args.dataset), out, k=cfg.hyperinr.k_nearest, info_path=out.with_suffix(".json")
+        )
         return
     from hyperinr.stages.predict import predict
 
@@ -155,11 +157,15 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
     theta = np.asarray(args.param, dtype=np.float64)
     prange = np.asarray(meta["param_range"], dtype=np.float64)
     if theta.shape != (len(prange),):
-        raise ConfigError(f"--param needs {len(prange)} value(s) ({', '.join(meta['param_names'])})")
+        raise ConfigError(
+            f"--param needs {len(prange)} value(s) ({', '.join(meta['param_names'])})"
+        )
     span = np.where(prange[:, 1] > prange[:, 0], prange[:, 1] - prange[:, 0], 1.0)
     theta01 = (theta - prange[:, 0]) / span
     if np.any(theta01 < -1e-9) or np.any(theta01 > 1 + 1e-9):
-        log.warning("parameter %s lies outside the trained range %s", theta.tolist(), prange.tolist())
+        log.warning(
+            "parameter %s lies outside the trained range %s", theta.tolist(), prange.tolist()
+        )
     inr = model.generate(theta01, {**meta, "param": theta.tolist()})
     out = Path(args.out or f"inr_{'_'.join(f'{v:g}' for v in theta)}.npz")
     print(inr.save(out))

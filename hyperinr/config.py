@@ -59,7 +59,9 @@ class DatasetConfig:
     files: tuple[str, ...] = ("resources/tgv64/tgv.h5",)
     hdf5_dataset: str = "vorticity"
     raw: RawFormat = field(default_factory=RawFormat)
-    params: ParamsConfig = field(default_factory=lambda: ParamsConfig(sidecar="resources/tgv64/params.json"))
+    params: ParamsConfig = field(
+        default_factory=lambda: ParamsConfig(sidecar="resources/tgv64/params.json")
+    )
     split: SplitConfig = field(default_factory=SplitConfig)
 
 
@@ -156,6 +158,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 2
     seed: int = 0
+    gpus_per_job: int = 1  # > 1: teacher and distill run data-parallel under torchrun (DDP)
 
 
 @dataclass(frozen=True)

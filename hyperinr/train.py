@@ -4,10 +4,43 @@ Models differ in what a batch is, not in how they are optimised, so the loop tak
 `batch_fn(step) -> (inputs, target)` and owns the rest: Adam, exponential learning-rate decay,
 AMP + gradient scaling on CUDA only, progress, and checkpoints written atomically every K steps
 so that a job killed at any moment resumes from its last checkpoint with the same random stream.
+
+Data-parallel (DDP, `hyperinr.distributed`; torchrun started the stage with WORLD_SIZE = W > 1):
+
+- The model is wrapped in DistributedDataParallel: every rank computes the loss on its own
+  batch and DDP averages the gradients over the ranks during `backward`, so every rank takes the
+  same optimiser step. Parameters are the same on every rank at all times (DDP broadcasts rank
+  0's at the start). Gradients are all-reduced dense; HyperINR's encoder bank is one Parameter,
+  so a batch that touches a few encoders still gives the whole bank a (mostly zero) gradient and
+  no parameter goes unused. A model with branches a batch may skip must pass
+  `find_unused_parameters=True`.
+- Batches: `train.batch_size` is the global batch. Each rank draws its own per-rank batch of
+  `rank_batch_size(batch_size)` = batch_size // W samples (the stages size their batch
+  functions with it; a remainder is dropped, with a warning) from its own generator, seeded
+  `seed + rank`. Rank r's gradient is the mean over its b samples and DDP averages the W means,
+  which is the gradient of the mean over all W*b samples: a W-rank run of per-rank batch b takes
+  the optimiser steps of a 1-process run of batch W*b that sees the same samples, up to float
+  summation order (tests/test_ddp.py checks this with a batch function that hands rank r the
+  r-th slice of the 1-process batch). With the stages' random batches the samples themselves
+  differ from a 1-process run (other generators), the statistics do not. Rank 0 of 1 is seeded
+  `seed + 0`: a single process is bit-identical to what it always was.
+- Only rank 0 writes checkpoints and shows a progress bar; the logged loss is the mean over
+  the ranks (all-reduced at every log point), identical on every rank, as is the TrainResult.
+- Checkpoints hold the model and optimiser (identical on all ranks) and, besides rank 0's
+  generator state under `generator` (what a single process saves), the state of every rank's
+  generator under `generators` (gathered from all ranks at each checkpoint) and `world_size`.
+  Resume: every rank reads the same checkpoint, the ranks check they agree on the step, and
+  with the same W each rank restores its own generator, so a resumed run draws exactly the
+  batches the uninterrupted run would have (same guarantee as a single process). With another
+  W (the tag does not know W: runtime.gpus_per_job changes it via the rules' config, a hand-run
+  torchrun does not) the weights, optimiser and step are resumed, rank 0 restores the saved
+  rank-0 generator and rank r > 0 re-seeds deterministically from (seed, r, step) - a valid,
+  reproducible continuation, but not the batches an uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -20,6 +53,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hyperinr import distributed
 from hyperinr.atomic import atomic_path
 from hyperinr.config import TrainConfig
 from hyperinr.device import amp_enabled
@@ -62,6 +96,34 @@ def _load_checkpoint(path: Path, tag: str) -> dict[str, Any] | None:
     return state
 
 
+def rank_batch_size(batch_size: int) -> int:
+    """Samples this rank draws per step: `batch_size` (the global batch) split over the ranks.
+
+    batch_size // world_size; a remainder is dropped (with a warning), so the global batch is
+    world_size * (batch_size // world_size). A single process gets `batch_size` itself.
+    """
+    world = distributed.world_size()
+    if world == 1:
+        return batch_size
+    per_rank = batch_size // world
+    if per_rank < 1:
+        raise ValueError(f"train.batch_size {batch_size} is smaller than the {world} processes")
+    if per_rank * world != batch_size and distributed.is_main():
+        log.warning(
+            "train.batch_size %d is not a multiple of %d processes: global batch %d",
+            batch_size,
+            world,
+            per_rank * world,
+        )
+    return per_rank
+
+
+def _derived_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of rank `rank`'s generator when it resumes a checkpoint of another world size."""
+    digest = hashlib.sha256(f"hyperinr-rank-generator:{seed}:{rank}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def train(
     model: nn.Module,
     batch_fn: Callable[[int, torch.Generator], Batch],
@@ -72,16 +134,20 @@ def train(
     desc: str = "train",
     seed: int = 0,
     extra_state: Callable[[], dict[str, Any]] | None = None,
+    find_unused_parameters: bool = False,
 ) -> TrainResult:
     """Optimise `model` for `cfg.steps` steps, resuming from `checkpoint` if it matches `tag`.
 
     `tag` identifies the configuration and inputs (a hash): a checkpoint with another tag is
     never resumed. The generator handed to `batch_fn` is checkpointed too, so a resumed run
-    draws the same batches it would have drawn.
+    draws the same batches it would have drawn. Under torchrun (WORLD_SIZE > 1, process group
+    joined with `hyperinr.distributed.init`) this trains data-parallel: see the module docstring.
     """
     if cfg.loss not in _LOSSES:
         raise ValueError(f"train.loss '{cfg.loss}' is not one of {sorted(_LOSSES)}")
     loss_fn = _LOSSES[cfg.loss]
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(
@@ -92,7 +158,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: math.exp(decay * s))
     use_amp = amp_enabled(device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + rank)
 
     start, elapsed_before, losses = 0, 0.0, []
     state = _load_checkpoint(checkpoint, tag)
@@ -101,32 +167,78 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
+        saved_world = state.get("world_size", 1)
+        if saved_world == world:
+            gen.set_state(state["generators"][rank] if world > 1 else state["generator"])
+        elif rank == 0:
+            gen.set_state(state["generator"])
+        else:
+            gen.manual_seed(_derived_seed(seed, rank, state["step"]))
         start, elapsed_before, losses = state["step"], state["wall_seconds"], state["losses"]
-        log.info("%s: resuming from step %d of %d", checkpoint, start, steps)
+        if main:
+            log.info("%s: resuming from step %d of %d", checkpoint, start, steps)
+            if saved_world != world:
+                log.warning(
+                    "%s: written by %d process(es), resumed by %d: ranks > 0 draw new batch "
+                    "streams (deterministic, but not those of an uninterrupted run)",
+                    checkpoint,
+                    saved_world,
+                    world,
+                )
 
-    def snapshot(step: int, elapsed: float) -> dict[str, Any]:
-        return {
+    net: nn.Module = model
+    if world > 1:
+        starts = distributed.all_gather_object(start)
+        if len(set(starts)) != 1:
+            raise RuntimeError(f"{checkpoint}: ranks disagree on the step to resume: {starts}")
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=find_unused_parameters,
+        )
+
+    def snapshot(step: int, elapsed: float) -> dict[str, Any] | None:
+        """The checkpoint (on rank 0; None elsewhere). Every rank must call it: it gathers."""
+        gens = distributed.all_gather_object(gen.get_state()) if world > 1 else None
+        if not main:
+            return None
+        state = {
             "tag": tag,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "generator": gen.get_state(),
+            "generator": gen.get_state() if gens is None else gens[0],
             "wall_seconds": elapsed,
             "losses": losses,
             **(extra_state() if extra_state else {}),
         }
+        if gens is not None:
+            state["world_size"] = world
+            state["generators"] = gens
+        return state
+
+    def save(step: int, elapsed: float) -> None:
+        state = snapshot(step, elapsed)
+        if state is not None:
+            save_checkpoint(checkpoint, state)
 
     t0 = time.perf_counter()
     running, n_running, last = 0.0, 0, float("nan")
     model.train()
-    bar = tqdm(total=steps, initial=start, desc=desc, mininterval=2.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=start,
+        desc=desc,
+        mininterval=2.0,
+        dynamic_ncols=True,
+        disable=not main,
+    )
     for step in range(start, steps):
         inputs, target = batch_fn(step, gen)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            pred = model(*inputs)
+            pred = net(*inputs)
         loss = loss_fn(pred.float(), target.float())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}")
@@ -140,16 +252,18 @@ def train(
         done = step + 1
         if done % cfg.log_every == 0 or done == steps:
             last = running / n_running
+            if world > 1:
+                last = distributed.all_reduce_mean(last)
             losses.append((done, last))
             bar.set_postfix(loss=f"{last:.5f}")
             running, n_running = 0.0, 0
         bar.update(1)
         if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < steps:
-            save_checkpoint(checkpoint, snapshot(done, elapsed_before + time.perf_counter() - t0))
+            save(done, elapsed_before + time.perf_counter() - t0)
     bar.close()
     elapsed = elapsed_before + time.perf_counter() - t0
     if start < steps:
-        save_checkpoint(checkpoint, snapshot(steps, elapsed))
+        save(steps, elapsed)
     elif losses:
         last = losses[-1][1]
     return TrainResult(steps, last, elapsed, start, losses)

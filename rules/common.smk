@@ -35,6 +35,21 @@ def resource(rule_name, key):
     return config["resources"].get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
 
 
+def trainer(rule_name):
+    """Launcher, GPUs and threads of a training job (rules teacher and distill).
+
+    runtime.gpus_per_job n > 1: the stage runs data-parallel under torchrun, one process per
+    GPU of one node (docs/cluster.md, Multi-GPU), and the job asks for n GPUs (this wins over
+    resources.<rule>.gpu) and n x runtime.threads threads. Otherwise the plain `hyperinr` verb.
+    """
+    n = config["runtime"]["gpus_per_job"]
+    threads = config["runtime"]["threads"]
+    if n > 1:
+        launcher = f"torchrun --standalone --nproc_per_node {n} -m hyperinr.cli"
+        return {"launcher": launcher, "gpu": n, "threads": n * threads}
+    return {"launcher": "hyperinr", "gpu": resource(rule_name, "gpu"), "threads": threads}
+
+
 def stage_config(*sections):
     """The config sections a stage reads, as JSON: changing another section reruns nothing."""
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)

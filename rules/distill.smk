@@ -58,15 +58,16 @@ rule distill:
             f"--teacher {input.teacher}" if on_demand() else f"--distill-set {input.distill_set}"
         ),
         out_dir=parent_of("model"),
+        launcher=trainer("distill")["launcher"],
     log:
         f"{LOGS}/distill.log",
-    threads: config["runtime"]["threads"]
+    threads: trainer("distill")["threads"]
     resources:
-        gpu=resource("distill", "gpu"),
+        gpu=trainer("distill")["gpu"],
         runtime=resource("distill", "runtime"),
         mem_mb=resource("distill", "mem_mb"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr distill --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "{params.launcher} distill --config-json {params.cfg:q} --dataset {input.dataset:q}"
         " {params.source} --out-dir {params.out_dir:q} > {log:q} 2>&1"

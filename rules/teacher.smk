@@ -7,15 +7,16 @@ rule teacher:
     params:
         cfg=stage_config("teacher", "runtime"),
         out_dir=parent_of("model"),
+        launcher=trainer("teacher")["launcher"],
     log:
         f"{LOGS}/teacher.log",
-    threads: config["runtime"]["threads"]
+    threads: trainer("teacher")["threads"]
     resources:
-        gpu=resource("teacher", "gpu"),
+        gpu=trainer("teacher")["gpu"],
         runtime=resource("teacher", "runtime"),
         mem_mb=resource("teacher", "mem_mb"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr teacher --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "{params.launcher} teacher --config-json {params.cfg:q} --dataset {input.dataset:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

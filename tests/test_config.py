@@ -119,7 +119,9 @@ def test_snakemake_schema_rejects_before_any_job(tmp_path, override, needle):
 
 def test_partial_nested_block_keeps_section_defaults():
     """A `train:` block naming only `steps` must not reset the section's own lr/eps defaults."""
-    cfg = Config.from_dict({"teacher": {"train": {"steps": 7}}, "hyperinr": {"train": {"steps": 9}}})
+    cfg = Config.from_dict(
+        {"teacher": {"train": {"steps": 7}}, "hyperinr": {"train": {"steps": 9}}}
+    )
     assert cfg.teacher.train.steps == 7 and cfg.teacher.train.lr == 1e-5
     assert cfg.teacher.train.weight_decay == 1e-6
     assert cfg.hyperinr.train.steps == 9 and cfg.hyperinr.train.eps == 1e-10

@@ -58,9 +58,11 @@ def _chunk_corners(xt, start, m, scale, dense, size, off, strides_l, primes, smo
     dimension at a time (doubling it), so each weight is multiplied in dimension order.
     ``index % size`` needs no division: a hashed level's size is 2**log2_hashmap_size and a dense
     level's linear index is always < 2 * size (both checked in ``_config``).
+    Inputs are clamped to [0, 1] here (finite inputs are checked by the caller).
     Scratch: fr, lo [D, S] f32 (high/low factors), t0, t1 [D, S] i64 (index terms).
     """
     dims = xt.shape[0]
+    zero = np.float32(0.0)
     half = np.float32(0.5)
     one = np.float32(1.0)
     two = np.float32(2.0)
@@ -69,7 +71,7 @@ def _chunk_corners(xt, start, m, scale, dense, size, off, strides_l, primes, smo
         stride = strides_l[d]
         prime = primes[d]
         for s in range(m):
-            p = fma32(scale, xt[d, start + s], half)
+            p = fma32(scale, min(max(xt[d, start + s], zero), one), half)  # clamp to [0, 1]
             cf = np.floor(p)
             f = p - cf
             if smooth:

@@ -86,7 +86,12 @@ _DUMMY_WEIGHTS = np.ones((1, 1), dtype=np.float32)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+    """C-contiguous numpy view (or numpy copy) of a CPU tensor.
+
+    The numba path prepares its arrays with numpy, never with torch ops: each small parallel
+    torch op is an OpenMP barrier, and on an oversubscribed machine those cost milliseconds.
+    """
+    return np.ascontiguousarray(t.detach().numpy())
 
 
 class _GridFunction(torch.autograd.Function):
@@ -123,22 +128,23 @@ class _GridFunction(torch.autograd.Function):
         need_tables = ctx.needs_input_grad[1]
         need_weights = weights is not None and ctx.needs_input_grad[3]
         grid: _Grid = ctx.grid
-        grad_out = grad_out.to(tables.dtype).contiguous()
+        grad_out = grad_out.to(tables.dtype)
         if ctx.backend == "numba":
             gt, gw = _numba_backward(x, tables, indices, weights, grad_out, grid, ctx.order,
                                      need_tables, need_weights)
         elif indices is None:
+            grad_out = grad_out.contiguous()
             gt = backward_single(x, grad_out, tables.numel(), grid.torch_geometry(x.device))
             gw = None
         else:
             with torch.autocast(device_type=x.device.type, enabled=False):
-                gt, gw = backward_ensemble(x, tables, indices, weights, grad_out,
+                gt, gw = backward_ensemble(x, tables, indices, weights, grad_out.contiguous(),
                                            grid.torch_geometry(x.device), need_tables,
                                            need_weights)
         return None, gt if need_tables else None, None, gw, None, None
 
 
-def _visit_order(tables: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor | None:
+def _visit_order(tables: torch.Tensor, indices: torch.Tensor | None) -> np.ndarray | None:
     """For ensembles of several tables, the samples sorted by their first table.
 
     Visiting samples in that order makes consecutive samples read (and scatter into) the same
@@ -147,12 +153,13 @@ def _visit_order(tables: torch.Tensor, indices: torch.Tensor | None) -> torch.Te
     """
     if indices is None or tables.shape[0] == 1:
         return None
-    return torch.argsort(indices[:, 0])
+    return np.argsort(indices.numpy()[:, 0], kind="stable")
 
 
-def _xt(x: torch.Tensor, order: torch.Tensor | None) -> np.ndarray:
-    """x [B, D] -> the kernels' transposed [D, B] layout, in visiting order."""
-    return (x if order is None else x[order]).t().contiguous().numpy()
+def _permuted(t: torch.Tensor, order: np.ndarray | None) -> np.ndarray:
+    """Rows of a CPU tensor in visiting order, as a C-contiguous array."""
+    a = t.detach().numpy()
+    return np.ascontiguousarray(a if order is None else a[order])
 
 
 def _numba_forward(
@@ -161,25 +168,25 @@ def _numba_forward(
     indices: torch.Tensor | None,
     weights: torch.Tensor | None,
     grid: _Grid,
-    order: torch.Tensor | None,
+    order: np.ndarray | None,
 ) -> torch.Tensor:
     kernels = numba_kernels()
     assert kernels is not None
     _set_numba_threads()
-    out = torch.empty((x.shape[0], grid.geom.n_levels * grid.geom.n_features_per_level),
-                      dtype=torch.float32)
+    out = np.empty((x.shape[0], grid.geom.n_levels * grid.geom.n_features_per_level),
+                   dtype=np.float32)
     ensemble = indices is not None
-    if ensemble and order is not None:
-        indices, weights = indices[order], weights[order]
     kernels.forward_kernel(
-        _xt(x, order), _np(tables).reshape(-1), tables.shape[-1],
-        _np(indices) if ensemble else _DUMMY_INDICES,
-        _np(weights) if ensemble else _DUMMY_WEIGHTS,
-        ensemble, *grid.numba_args, out.numpy(),
+        _permuted(x, order).T.copy(), _np(tables).reshape(-1), tables.shape[-1],
+        _permuted(indices, order) if ensemble else _DUMMY_INDICES,
+        _permuted(weights, order) if ensemble else _DUMMY_WEIGHTS,
+        ensemble, *grid.numba_args, out,
     )
-    if order is None:
-        return out
-    return torch.empty_like(out).index_copy_(0, order, out)
+    if order is not None:
+        unsorted = np.empty_like(out)
+        unsorted[order] = out
+        out = unsorted
+    return torch.from_numpy(out)
 
 
 def _numba_backward(
@@ -189,7 +196,7 @@ def _numba_backward(
     weights: torch.Tensor | None,
     grad_out: torch.Tensor,
     grid: _Grid,
-    order: torch.Tensor | None,
+    order: np.ndarray | None,
     need_tables: bool,
     need_weights: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -197,24 +204,27 @@ def _numba_backward(
     assert kernels is not None
     _set_numba_threads()
     ensemble = indices is not None
-    if order is not None:
-        indices, weights, grad_out = indices[order], weights[order], grad_out[order]
-    xt = _xt(x, order)
-    idx = _np(indices) if ensemble else _DUMMY_INDICES
+    xt = _permuted(x, order).T.copy()
+    g = _permuted(grad_out, order)  # [B, L*F]
+    idx = _permuted(indices, order) if ensemble else _DUMMY_INDICES
     grad_tables = grad_weights = None
     if need_tables:
-        grad_tables = torch.empty_like(tables, memory_format=torch.contiguous_format)
-        w = _np(weights) if ensemble else _DUMMY_WEIGHTS
+        w = _permuted(weights, order) if ensemble else _DUMMY_WEIGHTS
         geom = grid.geom
-        g_lbf = grad_out.view(-1, geom.n_levels, geom.n_features_per_level).transpose(0, 1)
+        g_lbf = g.reshape(-1, geom.n_levels, geom.n_features_per_level).transpose(1, 0, 2)
+        grad = np.empty(tables.numel(), dtype=np.float32)  # zeroed by the kernel, per level
         kernels.backward_tables_kernel(xt, tables.shape[-1], idx, w, ensemble, *grid.numba_args,
-                                       _np(g_lbf), grad_tables.view(-1).numpy())
+                                       np.ascontiguousarray(g_lbf), grad)
+        grad_tables = torch.from_numpy(grad).view(tables.shape)
     if need_weights:
-        grad_weights = torch.empty(idx.shape, dtype=torch.float32)
+        gw = np.empty(idx.shape, dtype=np.float32)
         kernels.backward_weights_kernel(xt, _np(tables).reshape(-1), tables.shape[-1], idx,
-                                        *grid.numba_args, _np(grad_out), grad_weights.numpy())
+                                        *grid.numba_args, g, gw)
         if order is not None:
-            grad_weights = torch.empty_like(grad_weights).index_copy_(0, order, grad_weights)
+            unsorted = np.empty_like(gw)
+            unsorted[order] = gw
+            gw = unsorted
+        grad_weights = torch.from_numpy(gw)
     return grad_tables, grad_weights
 
 
@@ -310,7 +320,9 @@ class HashGrid(torch.nn.Module):
         x, tables, indices, weights = self._check(x, tables, indices, weights)
         ensemble = indices is not None
         backend = self.resolve_backend(x.device, ensemble, tables.dtype)
-        x = x.detach().clamp(0.0, 1.0).contiguous()
+        x = x.detach()
+        if backend != "numba":  # the numba kernels clamp as they read
+            x = x.clamp(0.0, 1.0).contiguous()
         if backend == "tcnn":
             return tcnn_forward(x, tables, self.n_input_dims, self.config)
         return _GridFunction.apply(x, tables, indices, weights, self._grid, backend)
@@ -352,10 +364,15 @@ class HashGrid(torch.nn.Module):
                 _fail("indices and weights must be on the device of x")
             if indices.shape[1] == 0:
                 _fail("indices must have K >= 1 columns")
-            if batch and (int(indices.min()) < 0 or int(indices.max()) >= tables.shape[0]):
-                _fail(f"indices must lie in [0, {tables.shape[0] - 1}]")
-        if x.numel() and not bool(torch.isfinite(x).all()):
-            _fail("x contains NaN or inf")
+            if batch:  # numpy on CPU: see _np
+                ids = indices.numpy() if indices.device.type == "cpu" else indices
+                if int(ids.min()) < 0 or int(ids.max()) >= tables.shape[0]:
+                    _fail(f"indices must lie in [0, {tables.shape[0] - 1}]")
+        if x.numel():
+            finite = (np.isfinite(x.detach().numpy()).all() if x.device.type == "cpu"
+                      else torch.isfinite(x).all())
+            if not bool(finite):
+                _fail("x contains NaN or inf")
         return x, tables, indices, weights
 
 

@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from scipy.stats import qmc
 
+from hyperinr import distributed
 from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.loader import Targets, TeacherTargets, open_targets
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.models.hyperinr import HyperINR, even_positions
 from hyperinr.stages.common import load_dataset_meta, write_info
-from hyperinr.train import train
+from hyperinr.train import rank_batch_size, train
 
 MODEL_KIND = "hyperinr"
 
@@ -41,12 +42,17 @@ def distill_hyperinr(
 
     Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
     streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`).
+
+    Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
+    hyperinr/train.py) with its own copy of the targets source and only rank 0 writes; the
+    others wait for it, then return.
     """
     configure_threads(cfg.runtime.threads)
-    device = resolve_device(cfg.runtime.device)
+    device = distributed.init(resolve_device(cfg.runtime.device))
     torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
-    batch = cfg.hyperinr.train.batch_size
+    batch = rank_batch_size(cfg.hyperinr.train.batch_size)  # this process's share
+    world = distributed.world_size()
     targets, set_tag = _targets(cfg, meta, store.config_hash, distill_set, teacher, device, batch)
     params01 = targets.params01
     positions = encoder_positions(cfg.hyperinr.n_encoders, meta.n_params, cfg.runtime.seed)
@@ -62,11 +68,14 @@ def distill_hyperinr(
     idx_table, w_table = model.lookup(params01)  # [N_D, K] each: parameters are fixed
 
     def batch_fn(step: int, gen: torch.Generator):
-        j, x, y = targets.sample(step, gen)
+        # the streaming window follows the samples drawn by all processes: step * world
+        # per-process batches (= the 1-process schedule); the other sources ignore the step
+        j, x, y = targets.sample(step * world, gen)
         return (x, idx_table[j], w_table[j]), y
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir / "model.pt")
+    if distributed.is_main():
+        clean_stale_temporaries(out_dir / "model.pt")
     tag = f"hyperinr:{cfg.section_hash('hyperinr', 'runtime')}:{set_tag}"
     t0 = time.perf_counter()
     try:
@@ -82,6 +91,10 @@ def distill_hyperinr(
         )
     finally:
         targets.close()
+    if not distributed.is_main():  # rank 0 writes model.pt and info.json; the others wait
+        distributed.barrier()
+        distributed.cleanup()
+        return out_dir / "model.pt"
     save_hyperinr(out_dir / "model.pt", model, meta_dict(meta, store))
     write_info(
         out_dir / "info.json",
@@ -95,7 +108,10 @@ def distill_hyperinr(
         parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         run_seconds=round(time.perf_counter() - t0, 3),
         **targets.describe(),
+        **({"processes": world} if world > 1 else {}),
     )
+    distributed.barrier()
+    distributed.cleanup()
     return out_dir / "model.pt"
 
 

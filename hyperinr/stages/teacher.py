@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from hyperinr import distributed
 from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.device import amp_enabled, configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, grid_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, from_teacher_range, to_teacher_range
 from hyperinr.stages.common import load_dataset_meta, read_frames, write_info
-from hyperinr.train import train
+from hyperinr.train import rank_batch_size, train
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,13 @@ def teacher_tag(cfg: Config, dataset_hash: str) -> str:
 
 
 def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
-    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`."""
+    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`.
+
+    Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
+    hyperinr/train.py) and only rank 0 writes; the others wait for it, then return.
+    """
     configure_threads(cfg.runtime.threads)
-    device = resolve_device(cfg.runtime.device)
+    device = distributed.init(resolve_device(cfg.runtime.device))
     torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
     frames = read_frames(store, meta.train_indices).to(device)  # [T, V, C] in [0, 1]
@@ -42,7 +47,7 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         cfg.teacher.widths,
         cfg.teacher.hidden_blocks,
     )
-    batch = cfg.teacher.train.batch_size
+    batch = rank_batch_size(cfg.teacher.train.batch_size)  # this process's share
 
     def batch_fn(step: int, gen: torch.Generator):
         f = torch.randint(len(meta.train_indices), (batch,), generator=gen).to(device)
@@ -52,7 +57,8 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         return (inputs,), to_teacher_range(frames[f, v])
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir / "model.pt")
+    if distributed.is_main():
+        clean_stale_temporaries(out_dir / "model.pt")
     t0 = time.perf_counter()
     result = train(
         model,
@@ -64,6 +70,10 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         desc="teacher",
         seed=cfg.runtime.seed,
     )
+    if not distributed.is_main():  # rank 0 writes model.pt and info.json; the others wait
+        distributed.barrier()
+        distributed.cleanup()
+        return out_dir / "model.pt"
     state = {
         "kind": MODEL_KIND,
         "arch": {
@@ -89,7 +99,10 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         resumed_from=result.resumed_from,
         parameters=sum(p.numel() for p in model.parameters()),
         run_seconds=round(time.perf_counter() - t0, 3),
+        **({"processes": distributed.world_size()} if distributed.is_distributed() else {}),
     )
+    distributed.barrier()
+    distributed.cleanup()
     return out_dir / "model.pt"
 
 
