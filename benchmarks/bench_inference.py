@@ -8,7 +8,7 @@ depend on what the weights are.
     python benchmarks/bench_inference.py [--batch 65536] [--rounds 5] [--threads 2]
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (hyperinr is imported before torch on purpose)
 
 import argparse
 import statistics

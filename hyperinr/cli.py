@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hyperinr.config import Config, ConfigError
+from hyperinr.config import Config, ConfigError, read_config_file
 
 log = logging.getLogger("hyperinr")
 
@@ -36,20 +34,7 @@ def build_config(files: list[str], json_text: str | None) -> Config:
     """Config files merged in order, then inline JSON (what Snakemake rules pass) on top."""
     data: dict[str, Any] = {}
     for name in files:
-        path = Path(name)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        try:
-            Config.from_dict(loaded)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        data = _merge(data, loaded)
+        data = _merge(data, read_config_file(name))
     if json_text:
         try:
             data = _merge(data, json.loads(json_text))

@@ -186,8 +186,8 @@ class Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML/JSON config file; errors name the file."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML/JSON config file, checked; every error names the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -195,10 +195,17 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
     try:
-        return Config.from_dict(data)
+        Config.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    return data
+
+
+def load_config(path: str | Path) -> Config:
+    return Config.from_dict(read_config_file(path))
 
 
 def _to_plain(obj: Any) -> Any:
