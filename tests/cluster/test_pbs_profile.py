@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from clusterlib import (
     FAKE_PBS_BIN,
     FIXTURES,
     POLARIS,
+    REPO,
     TOY_SNAKEFILE,
     fake_pbs_jobs,
     kill_local_jobs,
@@ -630,3 +633,66 @@ def test_walltime_kill_and_failing_job_are_reported_failed(
     assert out.count("Error in rule evaluate") == 2  # attempt 1 and the retry
     assert "local job exited 1" in out
     assert not (work / "results" / "eval_a.txt").exists()
+
+
+# ------------------------------------------------- real workflow, PBS double ---
+REAL_WORKFLOW = ("Snakefile", "rules", "workflow", "config", "envs")
+SUMMARY = "results/tgv16_test/report/summary.md"
+
+
+@pytest.mark.slow
+def test_real_tiny_workflow_through_polaris_profile(
+    tmp_path, fake_pbs, run_snakemake, cluster_generic
+):
+    """The hyperinr workflow itself (config/test.yaml) through the real polaris
+    profile, every job a PBS job of the double (report: on 'the login node').
+
+    Default queue (debug, 1 h): config/test.yaml sets 30-minute runtimes for
+    the GPU stages so the tiny case fits it.  The teacher's qsub line and job
+    script are printed and kept in tmp_path for docs/cluster.md."""
+    work = tmp_path / "wf"
+    work.mkdir()
+    for name in REAL_WORKFLOW:
+        src = REPO / name
+        if not src.exists():
+            pytest.skip(f"real workflow not runnable: no {name} in the repository")
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    env = {**fake_pbs, **ENV}
+    env.pop("HYPERINR_PBS_QUEUE", None)
+    args = ["--profile", str(POLARIS), "--configfile", "config/test.yaml", *FAST]
+    try:
+        res = run_snakemake(args, work, env, timeout=240)
+    finally:
+        kill_local_jobs(work)
+    print(f"real tiny workflow through the polaris profile: {res.elapsed:.0f} s wall")
+    assert res.returncode == 0, res.tail(80)
+    assert (work / SUMMARY).exists()
+
+    jobs = pbs_jobs_by_rule(env)
+    # PBS job names are rule names cut to 15 characters (distill_set_shard -> distill_set_sha).
+    rules = {"simulate", "ingest", "teacher", "distill_set_sha", "distill_set", "distill"}
+    assert rules <= set(jobs) and "predict" in jobs, sorted(jobs)
+    assert "report" not in jobs  # pbs_local: 1 in the profile
+    assert all(j["Exit_status"] == 0 for js in jobs.values() for j in js)
+    assert "evaluate" in jobs and len(jobs["predict"]) == 3  # lerp, teacher, hyperinr
+
+    (teacher,) = jobs["teacher"]
+    argv = shlex.split(teacher["Submit_arguments"])
+    assert argv[argv.index("-A") + 1] == "MyProject"
+    assert argv[argv.index("-q") + 1] == "debug" and "-r" not in argv
+    limits = [argv[i + 1] for i, a in enumerate(argv) if a == "-l"]
+    assert "walltime=00:30:00" in limits  # config/test.yaml: resources.teacher.runtime 30
+    (select,) = [x for x in limits if x.startswith("select=")]
+    assert select.startswith("select=1:system=polaris") and ":ngpus=1" in select
+    assert ":ncpus=8" in select  # profile set-threads: 8 per GPU
+    lerp = [j for j in jobs["predict"] if "lerp" in j["Submit_arguments"]]
+    assert lerp and "ngpus" not in lerp[0]["Resource_List"]["select"]
+    for rule in ("simulate", "ingest", "evaluate"):
+        assert "ngpus" not in jobs[rule][0]["Resource_List"]["select"], rule
+
+    script = Path(teacher["script"]).read_text()
+    assert '"rule": "teacher"' in script and f"cd {work}" in script
+    qsub_line = "qsub " + teacher["Submit_arguments"]
+    (tmp_path / "teacher.qsub").write_text(qsub_line + "\n")
+    (tmp_path / "teacher.pbs.sh").write_text(script)
+    print(f"teacher qsub line:\n{qsub_line}\nteacher job script:\n{script}")

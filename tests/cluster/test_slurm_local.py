@@ -170,6 +170,85 @@ def test_a100_profile_requests_gpus_on_local_slurm(slurm_cluster, slurm_runs):
     assert "Partition=debug" in simulate and "gres" not in simulate, simulate
 
 
+def squeue_running(cluster, rule: str, workdir: Path) -> list[str]:
+    """Ids of RUNNING Slurm jobs of `rule` submitted from `workdir` (the plugin puts
+    `rule_<rule>[_wildcards_...]` in the job comment; the cluster is shared by tests)."""
+    res = cluster.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"], check=False)
+    ids = []
+    for line in res.stdout.splitlines():
+        jobid, comment, cwd = (line.split("|") + ["", ""])[:3]
+        same_run = cwd and Path(cwd).resolve() == workdir.resolve()
+        if same_run and re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", comment):
+            ids.append(jobid.strip())
+    return ids
+
+
+def wait_until_sleeping(cluster, run: BackgroundRun, rule: str, log: Path, timeout=90) -> str:
+    """The Slurm id of `rule`'s job once squeue shows it RUNNING and its shell
+    command has started (`log` says 'start'), i.e. truly mid-run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run.proc.poll() is not None:
+            pytest.fail(f"snakemake ended before {rule} ran:\n{run.wait().tail()}")
+        ids = squeue_running(cluster, rule, run.cwd)
+        if ids and log.exists() and "start" in log.read_text(errors="replace"):
+            assert len(ids) == 1, ids
+            return ids[0]
+        time.sleep(0.5)
+    tail = "\n".join(run.log.read_text(errors="replace").splitlines()[-40:])
+    pytest.fail(f"no running {rule} job within {timeout} s; snakemake log tail:\n{tail}")
+
+
+@pytest.mark.slow
+def test_scancel_mid_run_fails_the_job_and_the_retry_reruns_it(slurm_cluster, tmp_path):
+    """The toy's teacher sleeps 120 s on attempt 1 (0 s on later attempts); it is
+    scancel'ed while sleeping: the plugin must see CANCELLED, report the job
+    failed, and `--retries 1` must resubmit it as a new Slurm job that completes."""
+    pytest.importorskip(
+        "snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    run = BackgroundRun(
+        [
+            "-s",
+            str(TOY_SNAKEFILE),
+            "--profile",
+            str(SLURM_LOCAL),
+            "--retries",
+            "1",
+            "--config",
+            "names=a",
+            "sleep=120",
+        ],
+        work,
+        slurm_cluster.env,
+        timeout=170,
+    )
+    try:
+        jobid = wait_until_sleeping(slurm_cluster, run, "teacher", work / "logs" / "teacher_a.log")
+        slurm_cluster.run(["scancel", jobid], timeout=10)
+        t_cancel = time.monotonic() - run.t0
+        res = run.wait()
+    finally:
+        if run.proc.poll() is None:
+            _kill_group(run.proc)
+    print(f"scancel of job {jobid} at {t_cancel:.0f} s; run finished after {res.elapsed:.0f} s")
+    assert res.returncode == 0, res.tail(80)
+    out = res.output
+    assert f"SLURM-job '{jobid}' failed, SLURM status is: 'CANCELLED'" in out, res.tail(80)
+    assert "Trying to restart job" in out
+    ids = slurm_job_ids(out)
+    assert ids["teacher"][0] == jobid and len(ids["teacher"]) == 2, ids
+    assert "JobState=CANCELLED" in scontrol_job(slurm_cluster, jobid)
+    assert "JobState=COMPLETED" in scontrol_job(slurm_cluster, ids["teacher"][1])
+    assert {k: len(v) for k, v in ids.items()} == {"simulate": 1, "teacher": 2, "evaluate": 1}
+    # Attempt 2 is a fresh job (sleep 0) whose output the downstream job consumed.
+    assert "attempt 0 start" in (work / "logs" / "teacher_a.log").read_text()
+    assert (work / "results" / "eval_a.txt").read_text() == "teacher a\n"
+    assert res.elapsed < 170
+
+
 @pytest.mark.slow
 def test_real_tiny_workflow_on_local_slurm(slurm_cluster, tmp_path, slurm_runs):
     """The hyperinr workflow itself (config/test.yaml) through slurm-local; runs
