@@ -18,18 +18,12 @@ import hyperinr  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP)
 import numpy as np
 import torch
 
+from hyperinr.config import HyperINRConfig
 from hyperinr.models.coordnet import CoordNet
 from hyperinr.models.hyperinr import HyperINR, even_positions
 
-PAPER_ENCODING = {
-    "otype": "HashGrid",
-    "n_levels": 8,
-    "n_features_per_level": 4,
-    "log2_hashmap_size": 15,
-    "base_resolution": 4,
-    "per_level_scale": 2.0,
-}
-PAPER_NETWORK = {"n_neurons": 64, "n_hidden_layers": 4}
+# the paper's TSR encoder and MLP are the package defaults (Sec. 5)
+PAPER = HyperINRConfig()
 
 
 def _rate(fn, n: int) -> float:
@@ -51,7 +45,7 @@ def main() -> None:
         "coordnet paper (3+10+1 blocks of 256)": CoordNet(4, 1, (64, 128, 256), 10).eval(),
         "coordnet CPU default (64,64,64 + 2)": CoordNet(4, 1, (64, 64, 64), 2).eval(),
     }
-    hyper = HyperINR(even_positions(24), 3, 1, PAPER_ENCODING, PAPER_NETWORK).eval()
+    hyper = HyperINR(even_positions(PAPER.n_encoders), 3, 1, PAPER.encoding, PAPER.network).eval()
     inr = hyper.generate(np.array([0.37]))
     x01 = torch.rand(args.batch, 3)
     x_teacher = torch.cat([torch.full((args.batch, 1), -0.26), x01 * 2 - 1], dim=1)
