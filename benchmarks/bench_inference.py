@@ -5,7 +5,10 @@ CoordNet, and generating it takes well under a millisecond. This measures both o
 side by side in one run (interleaved rounds, medians), with untrained weights: speed does not
 depend on what the weights are.
 
-    python benchmarks/bench_inference.py [--batch 65536] [--rounds 5] [--threads 2]
+    python benchmarks/bench_inference.py [--batch 65536] [--rounds 5] [--threads 2] [--device cpu]
+
+--device (cpu, the default; cuda, cuda:N or auto) places models and inputs; on CUDA every timed
+call ends with torch.cuda.synchronize(), so the rates are of finished work.
 """
 
 from __future__ import annotations  # noqa: I001  (hyperinr is imported before torch on purpose)
@@ -19,16 +22,25 @@ import numpy as np
 import torch
 
 from hyperinr.config import HyperINRConfig
+from hyperinr.device import resolve_device
 from hyperinr.models.coordnet import CoordNet
-from hyperinr.models.hyperinr import HyperINR, even_positions
+from hyperinr.models.hyperinr import HyperINR
+from hyperinr.sampling import encoder_positions
 
 # the paper's TSR encoder and MLP are the package defaults (Sec. 5)
 PAPER = HyperINRConfig()
 
 
-def _rate(fn, n: int) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(fn, n: int, device: torch.device) -> float:
+    _sync(device)
     t0 = time.perf_counter()
     fn()
+    _sync(device)
     return n / (time.perf_counter() - t0)
 
 
@@ -37,18 +49,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     teachers = {
-        "coordnet paper (3+10+1 blocks of 256)": CoordNet(4, 1, (64, 128, 256), 10).eval(),
-        "coordnet CPU default (64,64,64 + 2)": CoordNet(4, 1, (64, 64, 64), 2).eval(),
+        "coordnet paper (3+10+1 blocks of 256)": CoordNet(4, 1, (64, 128, 256), 10),
+        "coordnet CPU default (64,64,64 + 2)": CoordNet(4, 1, (64, 64, 64), 2),
     }
-    hyper = HyperINR(even_positions(PAPER.n_encoders), 3, 1, PAPER.encoding, PAPER.network).eval()
+    teachers = {name: m.to(device).eval() for name, m in teachers.items()}
+    positions = encoder_positions(PAPER.n_encoders, 1)
+    hyper = HyperINR(positions, 3, 1, PAPER.encoding, PAPER.network).to(device).eval()
     inr = hyper.generate(np.array([0.37]))
-    x01 = torch.rand(args.batch, 3)
-    x_teacher = torch.cat([torch.full((args.batch, 1), -0.26), x01 * 2 - 1], dim=1)
+    x01 = torch.rand(args.batch, 3).to(device)
+    x_teacher = torch.cat([torch.full((args.batch, 1), -0.26, device=device), x01 * 2 - 1], dim=1)
 
     cases = {name: (lambda m=m: m(x_teacher)) for name, m in teachers.items()}
     cases["hyperinr INR (L8 F4 T2^15 + MLP 4x64)"] = lambda: inr(x01)
@@ -58,14 +74,18 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, fn in cases.items():
-                rates[name].append(_rate(fn, args.batch))
+                rates[name].append(_rate(fn, args.batch, device))
         latencies = []
         for theta in np.random.default_rng(0).random(200):
+            _sync(device)
             t0 = time.perf_counter()
             hyper.generate(np.array([theta]))
+            _sync(device)
             latencies.append((time.perf_counter() - t0) * 1e3)
 
-    print(f"batch {args.batch}, threads {args.threads}, rounds {args.rounds} (median samples/s)")
+    on = "" if device.type == "cpu" else f", device {device}"  # CPU output as it always was
+    print(f"batch {args.batch}, threads {args.threads}, rounds {args.rounds}{on} "
+          "(median samples/s)")
     inr_rate = statistics.median(rates["hyperinr INR (L8 F4 T2^15 + MLP 4x64)"])
     for name, values in rates.items():
         median = statistics.median(values)

@@ -30,7 +30,8 @@ from hyperinr.data.loader import DistillSet, InMemoryTargets, StreamingTargets
 from hyperinr.data.store import write_dataset
 from hyperinr.device import configure_threads
 from hyperinr.models.coordnet import CoordNet
-from hyperinr.models.hyperinr import HyperINR, even_positions
+from hyperinr.models.hyperinr import HyperINR
+from hyperinr.sampling import encoder_positions
 from hyperinr.stages.distill_set import build_distill_set
 from hyperinr.train import train
 
@@ -121,7 +122,7 @@ def main() -> None:
 
     # 1. the step alone
     h = cfg.hyperinr
-    model = HyperINR(even_positions(h.n_encoders), 3, 1, h.encoding, h.network, h.k_nearest)
+    model = HyperINR(encoder_positions(h.n_encoders, 1), 3, 1, h.encoding, h.network, h.k_nearest)
     idx, w = model.lookup(ds.params01)
     g = torch.Generator().manual_seed(0)
     j = torch.randint(ds.n_params, (batch,), generator=g)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(files: list[str], json_text: str | None) -> Config:
-    """Config files merged in order, then inline JSON (what Snakemake rules pass) on top."""
+def build_config(
+    files: list[str], json_text: str | None, threads: int | None = None
+) -> Config:
+    """Config files merged in order, then inline JSON (what Snakemake rules pass: the slice the
+    stage reads, hyperinr.provenance.STAGE_READS) on top, then --threads."""
     data: dict[str, Any] = {}
     for name in files:
         data = _merge(data, read_config_file(name))
@@ -40,6 +44,9 @@ def build_config(files: list[str], json_text: str | None) -> Config:
             data = _merge(data, json.loads(json_text))
         except json.JSONDecodeError as err:
             raise ConfigError(f"--config-json is not valid JSON ({err})") from None
+    if threads is not None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        data = _merge(data, {"runtime": {"threads": max(1, threads // world)}})
     return Config.from_dict(data)
 
 
@@ -136,7 +143,8 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from hyperinr.stages.distill import load_hyperinr
+    from hyperinr.grid import normalise_params
+    from hyperinr.models.hyperinr import load_hyperinr
 
     model, meta = load_hyperinr(Path(args.model), torch.device("cpu"))
     theta = np.asarray(args.param, dtype=np.float64)
@@ -145,8 +153,7 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
         raise ConfigError(
             f"--param needs {len(prange)} value(s) ({', '.join(meta['param_names'])})"
         )
-    span = np.where(prange[:, 1] > prange[:, 0], prange[:, 1] - prange[:, 0], 1.0)
-    theta01 = (theta - prange[:, 0]) / span
+    theta01 = normalise_params(theta, prange)
     if np.any(theta01 < -1e-9) or np.any(theta01 > 1 + 1e-9):
         log.warning(
             "parameter %s lies outside the trained range %s", theta.tolist(), prange.tolist()
@@ -171,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", action="append", default=[], help="YAML config (repeatable)")
         p.add_argument("--config-json", help="config sections as JSON, merged last")
+        p.add_argument(
+            "--threads",
+            type=int,
+            help="threads of the whole job (overrides runtime.threads; split evenly among "
+            "torchrun's processes)",
+        )
         p.set_defaults(fn=fn)
         return p
 
@@ -232,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        cfg = build_config(args.config, args.config_json)
+        cfg = build_config(args.config, args.config_json, args.threads)
         args.fn(cfg, args)
     except (ConfigError, ValueError, FileNotFoundError, NotImplementedError, OSError) as err:
         print(f"hyperinr {args.verb}: error: {err}", file=sys.stderr)

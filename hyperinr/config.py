@@ -36,7 +36,11 @@ class RawFormat:
 
 @dataclass(frozen=True)
 class ParamsConfig:
-    """Scene parameter of every frame: inline values or a sidecar JSON file."""
+    """Scene parameter of every frame: inline values or a sidecar JSON file.
+
+    Inline `values` win over a `sidecar`: the default dataset's sidecar reaches every user
+    config (Snakemake merges --configfile over config/config.yaml; the CLI builds over these
+    defaults), so values given inline must not clash with it (ingest says it ignores it)."""
 
     names: tuple[str, ...] = ("t",)
     values: tuple[tuple[float, ...], ...] | None = None
@@ -220,7 +224,8 @@ def _to_plain(obj: Any) -> Any:
 
 def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
     """`data` over `base` (the field's own default): a partial `train:` block keeps the
-    section's defaults (teacher lr 1e-5, HyperINR eps 1e-10), exactly as schema validation does."""
+    section's defaults (teacher lr 1e-5, HyperINR eps 1e-10), and a partial `encoding:` or
+    `network:` mapping keeps the section's other keys, exactly as schema validation does."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     base = cls() if base is None else base
@@ -235,9 +240,24 @@ def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
         default = getattr(base, name)
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
             kwargs[name] = _build(type(default), value, f"{where}.{name}", default)
+        elif isinstance(default, dict) and isinstance(value, dict):
+            # dict-typed fields (hyperinr.encoding, hyperinr.network, resources) merge too: an
+            # encoding block naming only n_levels keeps the section's T, F, R1, b, not tcnn's
+            kwargs[name] = _merge_dicts(default, _coerce(hints[name], value, f"{where}.{name}"))
         else:
             kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
     return dataclasses.replace(base, **kwargs)
+
+
+def _merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged over `base`, recursively (nested mappings merge, anything else replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

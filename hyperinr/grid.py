@@ -8,6 +8,9 @@ coordinate row without any transpose.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 
@@ -43,8 +46,13 @@ def n_voxels(dims: tuple[int, ...]) -> int:
     return total
 
 
-def normalise_params(params: torch.Tensor, param_range: torch.Tensor) -> torch.Tensor:
-    """Physical parameter values -> [0, 1] per parameter, using the dataset's recorded range."""
-    lo, hi = param_range[:, 0], param_range[:, 1]
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return (params - lo) / span
+def normalise_params(params: Any, param_range: Any) -> np.ndarray:
+    """Physical parameter values [..., P] -> [0, 1] per parameter, by a recorded range [P, 2].
+
+    The one parameter normalisation: datasets, LERP, the stages and `hyperinr export` all map
+    through it, so a parameter means the same position everywhere. A zero span maps to 0.
+    """
+    prange = np.asarray(param_range, dtype=np.float64).reshape(-1, 2)
+    lo, hi = prange[:, 0], prange[:, 1]
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (np.asarray(params, dtype=np.float64) - lo) / span

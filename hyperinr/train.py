@@ -5,6 +5,12 @@ Models differ in what a batch is, not in how they are optimised, so the loop tak
 AMP + gradient scaling on CUDA only, progress, and checkpoints written atomically every K steps
 so that a job killed at any moment resumes from its last checkpoint with the same random stream.
 
+A checkpoint is resumed only when its tag (the stage's provenance hash, hyperinr.provenance)
+equals the current one, and only while it is unfinished: the loop never writes a checkpoint at
+the last step, and the stage deletes the last intermediate one (`discard_checkpoint`) once it
+has published the model. A finished stage therefore leaves nothing a later run could resume
+from, and `snakemake --forcerun X` trains X from step 0.
+
 Data-parallel (DDP, `hyperinr.distributed`; torchrun started the stage with WORLD_SIZE = W > 1):
 
 - The model is wrapped in DistributedDataParallel: every rank computes the loss on its own
@@ -82,7 +88,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, tag: str) -> dict[str, Any] | None:
+def discard_checkpoint(path: Path) -> None:
+    """Called by a stage after it published its model: the run is over, nothing to resume."""
+    path.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path, tag: str, steps: int) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
@@ -91,7 +102,15 @@ def _load_checkpoint(path: Path, tag: str) -> dict[str, Any] | None:
         log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, err)
         return None
     if state.get("tag") != tag:
-        log.warning("%s: checkpoint is for another configuration; starting from scratch", path)
+        log.warning(
+            "%s: checkpoint of other inputs or settings (%s, now %s); starting from scratch",
+            path,
+            state.get("tag"),
+            tag,
+        )
+        return None
+    if not 0 < state.get("step", 0) < steps:
+        log.warning("%s: checkpoint of a finished run; starting from scratch", path)
         return None
     return state
 
@@ -138,10 +157,11 @@ def train(
 ) -> TrainResult:
     """Optimise `model` for `cfg.steps` steps, resuming from `checkpoint` if it matches `tag`.
 
-    `tag` identifies the configuration and inputs (a hash): a checkpoint with another tag is
-    never resumed. The generator handed to `batch_fn` is checkpointed too, so a resumed run
-    draws the same batches it would have drawn. Under torchrun (WORLD_SIZE > 1, process group
-    joined with `hyperinr.distributed.init`) this trains data-parallel: see the module docstring.
+    `tag` identifies the configuration and inputs (the stage's provenance hash): a checkpoint
+    with another tag, or of a finished run, is never resumed. The generator handed to
+    `batch_fn` is checkpointed too, so a resumed run draws the same batches it would have drawn.
+    Under torchrun (WORLD_SIZE > 1, process group joined with `hyperinr.distributed.init`) this
+    trains data-parallel: see the module docstring.
     """
     if cfg.loss not in _LOSSES:
         raise ValueError(f"train.loss '{cfg.loss}' is not one of {sorted(_LOSSES)}")
@@ -161,7 +181,7 @@ def train(
     gen = torch.Generator().manual_seed(seed + rank)
 
     start, elapsed_before, losses = 0, 0.0, []
-    state = _load_checkpoint(checkpoint, tag)
+    state = _load_checkpoint(checkpoint, tag, steps)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -262,8 +282,4 @@ def train(
             save(done, elapsed_before + time.perf_counter() - t0)
     bar.close()
     elapsed = elapsed_before + time.perf_counter() - t0
-    if start < steps:
-        save(steps, elapsed)
-    elif losses:
-        last = losses[-1][1]
     return TrainResult(steps, last, elapsed, start, losses)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from hyperinr.provenance import stage_slice
+
 
 validate(config, schema="../workflow/schemas/config.schema.yaml")
 
@@ -50,9 +52,11 @@ def trainer(rule_name):
     return {"launcher": "hyperinr", "gpu": resource(rule_name, "gpu"), "threads": threads}
 
 
-def stage_config(*sections):
-    """The config sections a stage reads, as JSON: changing another section reruns nothing."""
-    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+def stage_config(stage):
+    """The config keys `stage` reads (hyperinr.provenance.STAGE_READS), as JSON: a rule's params
+    hold exactly these, so changing any other key reruns nothing, and the stage records the
+    same slice in its provenance. Threads go by --threads {threads} (they change no result)."""
+    return json.dumps(stage_slice(config, stage), sort_keys=True)
 
 
 def dataset_files():
@@ -87,6 +91,7 @@ def pred_args():
 
 def stage_infos():
     infos = [f"{RESULTS}/predictions/{m}.json" for m in config["evaluate"]["methods"]]
+    infos.append(f"{RESULTS}/report/metrics.provenance.json")
     methods = set(config["evaluate"]["methods"])
     if methods & {"teacher", "hyperinr"}:
         infos.insert(0, f"{RESULTS}/teacher/info.json")
@@ -114,12 +119,6 @@ def distill_inputs(wildcards):
     source = "teacher" if on_demand() else "distill_set"
     path = f"{RESULTS}/teacher/model.pt" if on_demand() else f"{RESULTS}/distill_set.zarr"
     return {"dataset": f"{RESULTS}/dataset.zarr", source: path}
-
-
-def distill_sections():
-    """Config sections `distill` reads: on demand it also needs the set's and teacher's."""
-    extra = ["distill_set", "teacher"] if on_demand() else []
-    return stage_config("hyperinr", "runtime", *extra)
 
 
 def all_outputs():

@@ -24,7 +24,7 @@ rule ingest:
     output:
         directory(f"{RESULTS}/dataset.zarr"),
     params:
-        cfg=stage_config("dataset"),
+        cfg=stage_config("ingest"),
     log:
         f"{LOGS}/ingest.log",
     threads: 1
@@ -35,4 +35,5 @@ rule ingest:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr ingest --config-json {params.cfg:q} --out {output:q} > {log:q} 2>&1"
+        "hyperinr ingest --config-json {params.cfg:q} --threads {threads} --out {output:q}"
+        " > {log:q} 2>&1"

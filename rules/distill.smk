@@ -5,7 +5,7 @@ rule distill_set_shard:
     output:
         directory(f"{RESULTS}/distill_set/shards/shard_{{shard}}.zarr"),
     params:
-        cfg=stage_config("distill_set", "teacher", "runtime"),
+        cfg=stage_config("distill_set"),
     log:
         f"{LOGS}/distill_set/shard_{{shard}}.log",
     threads: config["runtime"]["threads"]
@@ -16,7 +16,8 @@ rule distill_set_shard:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr distill-set-shard --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "hyperinr distill-set-shard --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
         " --teacher {input.teacher:q} --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
 
 
@@ -29,7 +30,7 @@ rule distill_set:
         store=directory(f"{RESULTS}/distill_set.zarr"),
         info=f"{RESULTS}/distill_set_info.json",
     params:
-        cfg=stage_config("distill_set", "teacher", "runtime"),
+        cfg=stage_config("distill_set"),
         shards_dir=lambda wildcards, input: str(Path(input.shards[0]).parent),
     log:
         f"{LOGS}/distill_set.log",
@@ -41,7 +42,8 @@ rule distill_set:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr distill-set --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "hyperinr distill-set --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
         " --teacher {input.teacher:q} --shards-dir {params.shards_dir:q}"
         " --out {output.store:q} > {log:q} 2>&1"
 
@@ -53,7 +55,7 @@ rule distill:
         model=f"{RESULTS}/hyperinr/model.pt",
         info=f"{RESULTS}/hyperinr/info.json",
     params:
-        cfg=distill_sections(),
+        cfg=stage_config("distill"),
         source=lambda wildcards, input: (
             f"--teacher {input.teacher}" if on_demand() else f"--distill-set {input.distill_set}"
         ),
@@ -69,5 +71,6 @@ rule distill:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "{params.launcher} distill --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "{params.launcher} distill --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
         " {params.source} --out-dir {params.out_dir:q} > {log:q} 2>&1"

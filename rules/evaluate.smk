@@ -6,7 +6,7 @@ rule predict:
         store=directory(f"{RESULTS}/predictions/{{method}}.zarr"),
         info=f"{RESULTS}/predictions/{{method}}.json",
     params:
-        cfg=stage_config("evaluate", "hyperinr", "runtime"),
+        cfg=lambda wildcards: stage_config(f"predict_{wildcards.method}"),
         model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
     log:
         f"{LOGS}/predict_{{method}}.log",
@@ -18,7 +18,8 @@ rule predict:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr predict --config-json {params.cfg:q} --method {wildcards.method}"
+        "hyperinr predict --config-json {params.cfg:q} --threads {threads}"
+        " --method {wildcards.method}"
         " --dataset {input.dataset:q} {params.model} --out {output.store:q} > {log:q} 2>&1"
 
 
@@ -32,6 +33,7 @@ rule evaluate:
             caption="../workflow/report/metrics.rst",
             category="Metrics",
         ),
+        provenance=f"{RESULTS}/report/metrics.provenance.json",
     params:
         preds=pred_args(),
     log:
@@ -71,7 +73,7 @@ rule report:
             category="Images",
         ),
     params:
-        cfg=stage_config("evaluate"),
+        cfg=stage_config("report"),
         preds=pred_args(),
         infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
         out_dir=parent_of("summary"),

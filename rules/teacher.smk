@@ -5,7 +5,7 @@ rule teacher:
         model=f"{RESULTS}/teacher/model.pt",
         info=f"{RESULTS}/teacher/info.json",
     params:
-        cfg=stage_config("teacher", "runtime"),
+        cfg=stage_config("teacher"),
         out_dir=parent_of("model"),
         launcher=trainer("teacher")["launcher"],
     log:
@@ -18,5 +18,6 @@ rule teacher:
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "{params.launcher} teacher --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        "{params.launcher} teacher --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

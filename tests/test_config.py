@@ -125,3 +125,64 @@ def test_partial_nested_block_keeps_section_defaults():
     assert cfg.teacher.train.steps == 7 and cfg.teacher.train.lr == 1e-5
     assert cfg.teacher.train.weight_decay == 1e-6
     assert cfg.hyperinr.train.steps == 9 and cfg.hyperinr.train.eps == 1e-10
+
+
+def test_partial_encoding_and_network_blocks_keep_section_defaults():
+    """`encoding:` naming only n_levels keeps HyperINR's T, F, R1, b (not tiny-cuda-nn's own
+    2^19, 2, 16, ...); the same for `network:`."""
+    defaults = Config().hyperinr
+    cfg = Config.from_dict(
+        {"hyperinr": {"encoding": {"n_levels": 16}, "network": {"n_hidden_layers": 2}}}
+    )
+    assert cfg.hyperinr.encoding == {**defaults.encoding, "n_levels": 16}
+    assert cfg.hyperinr.encoding["log2_hashmap_size"] == 15
+    assert cfg.hyperinr.encoding["n_features_per_level"] == 4
+    assert cfg.hyperinr.encoding["base_resolution"] == 4
+    assert cfg.hyperinr.network == {**defaults.network, "n_hidden_layers": 2}
+    assert Config().hyperinr.encoding["n_levels"] == 8  # the default itself is untouched
+
+
+def test_partial_encoding_block_over_a_file_keeps_the_file_values(tmp_path):
+    """Config files layered by the CLI merge dict-typed keys too (as Snakemake merges files)."""
+    base = tmp_path / "base.yaml"
+    base.write_text("hyperinr:\n  encoding:\n    per_level_scale: 1.5\n")
+    over = tmp_path / "over.yaml"
+    over.write_text("hyperinr:\n  encoding:\n    n_levels: 16\n")
+    enc = build_config([str(base), str(over)], None).hyperinr.encoding
+    assert enc == {**Config().hyperinr.encoding, "per_level_scale": 1.5, "n_levels": 16}
+
+
+def _snakemake_validated(data: dict) -> dict:
+    """`data` after the workflow's own check: snakemake.utils.validate fills schema defaults."""
+    from snakemake.utils import validate
+
+    validate(data, schema=str(ROOT / "workflow/schemas/config.schema.yaml"))
+    return data
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {},
+        {"hyperinr": {"encoding": {"n_levels": 16}}},
+        {"hyperinr": {"encoding": {"log2_hashmap_size": 12}, "network": {"n_neurons": 32}}},
+        {"hyperinr": {"network": {"activation": "Sigmoid"}, "train": {"steps": 5}}},
+    ],
+)
+def test_partial_blocks_mean_the_same_through_snakemake_and_config(user):
+    """A partial encoding/network block gives the same values whether the schema (Snakemake)
+    or Config.from_dict (the CLI) fills in the rest, and the rules' JSON rebuilds that Config."""
+    import copy
+
+    through_schema = _snakemake_validated(copy.deepcopy(user))
+    expected = Config.from_dict(user).to_dict()
+    for block in ("encoding", "network"):
+        assert through_schema["hyperinr"][block] == expected["hyperinr"][block]
+    assert Config.from_dict(through_schema).to_dict() == expected
+
+
+def test_schema_per_key_defaults_equal_the_block_defaults():
+    props = SCHEMA["properties"]["hyperinr"]["properties"]
+    for block in ("encoding", "network"):
+        per_key = {k: v["default"] for k, v in props[block]["properties"].items()}
+        assert per_key == props[block]["default"] == getattr(Config().hyperinr, block)

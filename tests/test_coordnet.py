@@ -2,7 +2,13 @@ import math
 
 import torch
 
-from hyperinr.models.coordnet import CoordNet, ResBlock, from_teacher_range, to_teacher_range
+from hyperinr.models.coordnet import (
+    CoordNet,
+    ResBlock,
+    SineLayer,
+    from_teacher_range,
+    to_teacher_range,
+)
 
 
 def test_reference_layout_and_output_range():
@@ -31,3 +37,22 @@ def test_value_mapping_round_trip():
     v = torch.rand(100)
     assert torch.allclose(from_teacher_range(to_teacher_range(v)), v)
     assert to_teacher_range(torch.tensor([0.0, 1.0])).tolist() == [-1.0, 1.0]
+
+
+def test_sine_layers_ignore_autocast():
+    # Training autocasts to float16 on CUDA; sin(30 z) must still see a float32 z.  CPU autocast
+    # to bfloat16 would lower nn.Linear the same way, so it stands in for CUDA here.
+    torch.manual_seed(0)
+    layer = SineLayer(4, 16)
+    net = CoordNet(4, 1, (16, 32), 1)
+    x = torch.rand(64, 4) * 2 - 1
+    want_layer, want_net = layer(x), net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.nn.functional.linear(x, layer.linear.weight).dtype == torch.bfloat16
+        got_layer, got_net = layer(x), net(x)
+        got_half_in = layer(x.bfloat16())  # a lowered input is promoted, not computed in bf16
+    assert got_layer.dtype == got_net.dtype == got_half_in.dtype == torch.float32
+    torch.testing.assert_close(got_layer, want_layer, rtol=0, atol=0)
+    torch.testing.assert_close(got_net, want_net, rtol=0, atol=0)
+    torch.testing.assert_close(got_half_in, layer(x.bfloat16().float()), rtol=0, atol=0)

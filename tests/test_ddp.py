@@ -4,7 +4,7 @@ The DDP tests start this very file under torchrun (`python -m torch.distributed.
 --standalone --nproc_per_node 2 tests/test_ddp.py MODE OUT`, 1 thread per process, bounded by a
 timeout that kills torchrun's whole process group); each rank runs `_worker` and rank 0 writes
 what it measured to OUT. Calls to the writers (train.save_checkpoint, and the teacher stage's
-atomic_path and write_info) are recorded per rank in OUT/writes-rank<r>.txt.
+save_teacher and write_info) are recorded per rank in OUT/writes-rank<r>.txt.
 
 Equal samples, by design: the comparison batch function builds the global batch of step s
 (GLOBAL samples, from a generator seeded by s alone) and hands rank r the r-th slice of
@@ -91,9 +91,9 @@ def _record_writes(out: Path, rank: int) -> None:
         with open(out / f"writes-rank{rank}.txt", "a") as f:
             f.write(what + "\n")
 
-    save_checkpoint, atomic_path, write_info = (
+    save_checkpoint, save_teacher, write_info = (
         train_mod.save_checkpoint,
-        teacher_mod.atomic_path,
+        teacher_mod.save_teacher,
         teacher_mod.write_info,
     )
 
@@ -101,16 +101,16 @@ def _record_writes(out: Path, rank: int) -> None:
         log(f"checkpoint {Path(path).name} {state['step']}")
         save_checkpoint(path, state)
 
-    def recording_atomic(path, *args, **kwargs):
-        log(f"atomic {Path(path).name}")
-        return atomic_path(path, *args, **kwargs)
+    def recording_model(path, *args, **kwargs):
+        log(f"model {Path(path).name}")
+        return save_teacher(path, *args, **kwargs)
 
     def recording_info(path, *args, **kwargs):
         log(f"info {Path(path).name}")
         return write_info(path, *args, **kwargs)
 
     train_mod.save_checkpoint = recording_save
-    teacher_mod.atomic_path = recording_atomic
+    teacher_mod.save_teacher = recording_model
     teacher_mod.write_info = recording_info
 
 
@@ -207,14 +207,14 @@ def test_two_ranks_match_one_process_only_rank0_writes_and_resume(tmp_path):
     for a, b in zip(ref.parameters(), res["cmp"]["params"]):
         torch.testing.assert_close(b, a.detach(), rtol=1e-4, atol=1e-5)
 
-    # only rank 0 wrote checkpoints: every 20 (cmp) / 10 (res) steps and at the end
+    # only rank 0 wrote checkpoints: every 20 (cmp) / 10 (res) steps, never at the last step
     writes = _writes(tmp_path)
     assert 1 not in writes, writes.get(1)
     expected = (
-        [f"checkpoint cmp.pt {s}" for s in (20, 40, 60)]
-        + [f"checkpoint whole.pt {s}" for s in (10, 20, 30, 40)]
+        [f"checkpoint cmp.pt {s}" for s in (20, 40)]
+        + [f"checkpoint whole.pt {s}" for s in (10, 20, 30)]
         + [f"checkpoint killed.pt {s}" for s in (10, 20)]
-        + [f"checkpoint killed.pt {s}" for s in (30, 40)]
+        + [f"checkpoint killed.pt {s}" for s in (30,)]
     )
     assert writes[0] == expected
 
@@ -244,7 +244,7 @@ def test_two_ranks_match_one_process_only_rank0_writes_and_resume(tmp_path):
 def test_teacher_stage_on_two_ranks_writes_once(tmp_path):
     from _synthetic import smooth_field, write_dataset
 
-    from hyperinr.stages.teacher import load_teacher
+    from hyperinr.models.coordnet import load_teacher
 
     t = np.linspace(0.0, 1.0, 5)[:, None]
     dataset = write_dataset(tmp_path / "dataset.zarr", smooth_field(t, (6, 6, 6)), t, [0, 2, 4])
@@ -264,17 +264,15 @@ def test_teacher_stage_on_two_ranks_writes_once(tmp_path):
     assert 1 not in writes, writes.get(1)
     assert writes[0] == [
         "checkpoint checkpoint.pt 10",
-        "checkpoint checkpoint.pt 20",
-        "atomic model.pt",
+        "model model.pt",
         "info info.json",
     ]
     info = json.loads((out_dir / "info.json").read_text())
     assert info["processes"] == 2 and info["steps"] == 20 and np.isfinite(info["final_loss"])
     model, state = load_teacher(out_dir / "model.pt", torch.device("cpu"))
     assert state["arch"]["widths"] == [8, 16]
-    ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
-    assert ckpt["world_size"] == 2 and len(ckpt["generators"]) == 2
-    assert sorted(p.name for p in out_dir.iterdir()) == ["checkpoint.pt", "info.json", "model.pt"]
+    # finished: the checkpoint is gone (rank 0 removed it after publishing model.pt)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["info.json", "model.pt"]
 
 
 def test_single_process_helpers_are_no_ops():

@@ -21,11 +21,12 @@ import pytest
 import torch
 import zarr
 
+from hyperinr import provenance
 from hyperinr.cli import main
 from hyperinr.config import Config
 from hyperinr.data.loader import DistillSet
-from hyperinr.data.store import write_dataset
-from hyperinr.models.coordnet import CoordNet
+from hyperinr.data.store import open_dataset, write_dataset
+from hyperinr.models.coordnet import CoordNet, save_teacher, teacher_values
 from hyperinr.stages import distill_set as ds_mod
 from hyperinr.stages.distill_set import (
     build_distill_set,
@@ -50,11 +51,11 @@ def make_config(**distill_set) -> Config:
     return Config.from_dict(data)
 
 
-def make_case(root: Path, dims=DIMS, widths=(8, 8), dataset_hash="ds0") -> tuple[Path, Path]:
-    """A dataset store and an (untrained) teacher checkpoint made for it."""
+def make_case(root: Path, dims=DIMS, widths=(8, 8), seed=0) -> tuple[Path, Path]:
+    """A dataset store (frames drawn with `seed`) and an untrained teacher made for it."""
     root.mkdir(parents=True, exist_ok=True)
     n = 5
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     frames = [rng.random(dims).astype(np.float32) for _ in range(n)]
     dataset = write_dataset(
         root / "dataset.zarr",
@@ -66,23 +67,12 @@ def make_case(root: Path, dims=DIMS, widths=(8, 8), dataset_hash="ds0") -> tuple
         train_indices=[0, 2, 4],
         source_dtype="float32",
         provenance={"test": True},
-        config_hash=dataset_hash,
     )
     torch.manual_seed(0)
     model = CoordNet(1 + len(dims), 1, tuple(widths), 0)
     teacher = root / "teacher.pt"
-    torch.save(
-        {
-            "kind": "coordnet",
-            "arch": {"n_inputs": 1 + len(dims), "n_outputs": 1, "widths": list(widths),
-                     "hidden_blocks": 0},
-            "state_dict": model.state_dict(),
-            "config_hash": "t0",
-            "dataset_hash": dataset_hash,
-            "dims": list(dims),
-        },
-        teacher,
-    )
+    content = open_dataset(dataset).content_hash
+    save_teacher(teacher, model, {"dataset_hash": content, "dims": list(dims)})
     return dataset, teacher
 
 
@@ -117,16 +107,18 @@ def test_set_holds_the_teachers_volumes(case, tmp_path):
         "shard_0.zarr", "shard_1.zarr", "shard_2.zarr"
     ]
     ctx = prepare(cfg, dataset, teacher)
-    from hyperinr.stages.teacher import teacher_volume
-
     for j in (0, 5, 9):
-        want = teacher_volume(ctx.model, torch.from_numpy(ctx.params01[j]), DIMS, 100, ctx.device)
+        want = teacher_values(ctx.model, torch.from_numpy(ctx.params01[j]), DIMS, 100, ctx.device)
         got = np.empty((512, 1), np.float32)
         s.read_into(j, got)
         np.testing.assert_array_equal(got, want)
     attrs = zarr.open_group(out, mode="r").attrs
     assert attrs["bytes"] == 10 * 512 * 4 and attrs["disk_bytes"] > 0
-    assert attrs["teacher_sha256"] == ds_mod.file_sha256(teacher)
+    assert attrs["teacher_sha256"] == provenance.sha256_file(teacher)
+    assert attrs["produced_by"]["inputs"] == {
+        "dataset": open_dataset(dataset).content_hash,
+        "teacher": provenance.sha256_file(teacher),
+    }
     info = json.loads((tmp_path / "distill_set_info.json").read_text())
     assert info["stage"] == "distill_set" and info["n_shards"] == 3
     assert info["recomputed_by_gather"] == [0, 1, 2]
@@ -142,8 +134,8 @@ def test_subset_mode_stores_points_and_their_coordinates(case, tmp_path):
     values, coords = np.empty((100, 1), np.float32), np.empty((100, 3), np.float32)
     s.read_into(7, values, coords)
     assert coords.min() >= 0 and coords.max() < 1
-    want = ds_mod.teacher_points(ctx.model, torch.from_numpy(ctx.params01[7]), coords, 64,
-                                 ctx.device)
+    want = teacher_values(ctx.model, torch.from_numpy(ctx.params01[7]), DIMS, 64, ctx.device,
+                          coords)
     np.testing.assert_array_equal(values, want)
     other = np.empty((100, 3), np.float32)
     s.read_into(8, np.empty((100, 1), np.float32), other)
@@ -255,7 +247,7 @@ def test_config_change_forces_recompute(case, tmp_path):
     build_distill_set(make_config(), dataset, teacher, out)
     info = json.loads((tmp_path / "distill_set_info.json").read_text())
     assert info["recomputed_by_gather"] == []  # same config: every shard reused
-    old_hash = DistillSet(out).config_hash
+    old_hash = DistillSet(out).attrs["produced_by"]["hash"]
 
     cfg = make_config(dtype="float32")
     ctx = prepare(cfg, dataset, teacher)
@@ -265,21 +257,19 @@ def test_config_change_forces_recompute(case, tmp_path):
     info = json.loads((tmp_path / "distill_set_info.json").read_text())
     assert info["recomputed_by_gather"] == [0, 1, 2]
     s = DistillSet(out)
-    assert s.config_hash != old_hash and s.values_dtype == np.float32
+    assert s.attrs["produced_by"]["hash"] != old_hash and s.values_dtype == np.float32
 
     # a seed change alters subset coordinates, so it is part of the set's hash too
     a = make_config(mode="subset")
     b = Config.from_dict({**a.to_dict(), "runtime": {**a.to_dict()["runtime"], "seed": 1}})
-    assert ds_mod.set_config_hash(a) != ds_mod.set_config_hash(b)
+    assert provenance.record("distill_set", a, {}) != provenance.record("distill_set", b, {})
 
 
 def test_teacher_that_does_not_match_is_a_one_line_error(tmp_path, capsys):
     dataset, teacher = make_case(tmp_path / "a")
-    _, other_arch = make_case(tmp_path / "b", widths=(8, 8, 8))
-    _, other_data = make_case(tmp_path / "c", dataset_hash="another")
+    _, other_data = make_case(tmp_path / "c", seed=1)
     _, other_dims = make_case(tmp_path / "d", dims=(4, 4, 4))
-    for bad, what in ((other_arch, "architecture"), (other_data, "another dataset"),
-                      (other_dims, "another dataset layout")):
+    for bad, what in ((other_data, "another dataset"), (other_dims, "another dataset layout")):
         rc = main(["distill-set", "--config-json", json.dumps(CFG), "--dataset", str(dataset),
                    "--teacher", str(bad), "--out", str(tmp_path / "out.zarr")])
         err = capsys.readouterr().err

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hyperinr.models.hyperinr import HyperINR, even_positions
+from hyperinr.models.hyperinr import HyperINR, load_hyperinr, save_hyperinr
 from hyperinr.models.inr import INR
+from hyperinr.sampling import encoder_positions
 
 ENC = {
     "otype": "HashGrid",
@@ -26,7 +27,9 @@ def _model(positions):
     return model
 
 
-@pytest.mark.parametrize("positions", [even_positions(5), np.random.default_rng(1).random((9, 2))])
+@pytest.mark.parametrize(
+    "positions", [encoder_positions(5, 1), np.random.default_rng(1).random((9, 2))]
+)
 def test_generated_inr_equals_training_forward(positions):
     model = _model(positions)
     x = torch.rand(257, 3)
@@ -39,20 +42,20 @@ def test_generated_inr_equals_training_forward(positions):
 
 
 def test_generation_at_an_encoder_position_uses_that_encoder_alone():
-    model = _model(even_positions(5))
+    model = _model(encoder_positions(5, 1))
     inr = model.generate(np.array([0.5]))  # position of encoder 2
     assert torch.allclose(inr.table, model.tables[2])
 
 
 def test_linear_in_time_between_neighbours():
-    model = _model(even_positions(3))
+    model = _model(encoder_positions(3, 1))
     t0, t1 = model.generate(np.array([0.0])).table, model.generate(np.array([0.5])).table
     mid = model.generate(np.array([0.25])).table
     assert torch.allclose(mid, 0.5 * (t0 + t1), atol=1e-7)
 
 
 def test_gradients_reach_only_the_neighbouring_encoders():
-    model = _model(even_positions(5))
+    model = _model(encoder_positions(5, 1))
     x = torch.rand(64, 3)
     idx, w = model.lookup(np.array([[0.1]]))  # between encoders 0 and 1
     model(x, idx.expand(64, -1), w.expand(64, -1)).sum().backward()
@@ -62,7 +65,7 @@ def test_gradients_reach_only_the_neighbouring_encoders():
 
 
 def test_export_round_trip(tmp_path):
-    model = _model(even_positions(4))
+    model = _model(encoder_positions(4, 1))
     inr = model.generate(np.array([0.6]), {"param": [0.6]})
     path = inr.save(tmp_path / "inr.npz")
     loaded = INR.load(path)
@@ -77,3 +80,38 @@ def test_load_rejects_foreign_files(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz"):
         INR.load(bad)
+
+
+def test_generated_inr_does_not_change_when_training_continues():
+    model = _model(encoder_positions(4, 1))
+    x = torch.rand(64, 3)
+    inr = model.generate(np.array([0.4]))
+    before = inr(x).clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    idx, w = model.lookup(np.full((len(x), 1), 0.4))
+    model(x, idx, w).sum().backward()
+    opt.step()
+    assert torch.equal(inr(x), before)
+    assert not torch.equal(model.generate(np.array([0.4]))(x), before)  # the model did move
+
+
+def test_only_the_encoder_bank_and_mlp_are_state():
+    """No unused table of the grid's own: it would shift the RNG stream and fill checkpoints."""
+    model = _model(encoder_positions(3, 1))
+    assert model.encoding.params is None
+    names = set(model.state_dict())
+    assert names == {"positions", "tables"} | {n for n in names if n.startswith("mlp.")}
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == model.tables.numel() + sum(p.numel() for p in model.mlp.parameters())
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = _model(np.random.default_rng(2).random((6, 2)))
+    save_hyperinr(tmp_path / "m.pt", model, {"dims": [4, 4, 4]})
+    loaded, meta = load_hyperinr(tmp_path / "m.pt", torch.device("cpu"))
+    assert meta == {"dims": [4, 4, 4]}
+    x, theta = torch.rand(32, 3), np.array([0.2, 0.7])
+    assert torch.equal(loaded.generate(theta)(x), model.generate(theta)(x))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt: not a readable HyperINR"):
+        load_hyperinr(tmp_path / "bad.pt", torch.device("cpu"))

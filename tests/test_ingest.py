@@ -9,8 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hyperinr.config import DatasetConfig, ParamsConfig, RawFormat, SplitConfig
+from hyperinr.config import DatasetConfig, ParamsConfig, RawFormat, SplitConfig, load_config
 from hyperinr.data import DataError, ingest, open_dataset, split_indices
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(**kw) -> DatasetConfig:
@@ -166,6 +168,19 @@ def test_split_explicit_and_invalid():
         split_indices(SplitConfig(train_indices=(0, 0)), 5)
     with pytest.raises(DataError, match="train_every"):
         split_indices(SplitConfig(train_every=0), 5)
+
+
+def test_paper_config_trains_on_21_of_105_frames():
+    """Sec. 4 of the paper: 105 timesteps, 21 for training (every 5th + the last would be 22)."""
+    cfg = load_config(ROOT / "config/paper/tsr_pressure.yaml")
+    n = cfg.simulate.n_frames
+    assert n == 105
+    train = split_indices(cfg.dataset.split, n)
+    assert len(train) == 21
+    # the rule stated in the file: evenly spread, first and last frame included
+    assert train == np.round(np.linspace(0, n - 1, 21)).astype(int).tolist()
+    assert train[0] == 0 and train[-1] == n - 1
+    assert set(np.diff(train).tolist()) <= {5, 6}
 
 
 # --------------------------------------------------------------------------- bad input

@@ -19,9 +19,9 @@ from hyperinr.data.loader import (
     TeacherTargets,
     open_targets,
 )
-from hyperinr.data.store import write_dataset
+from hyperinr.data.store import open_dataset, write_dataset
 from hyperinr.grid import flat_to_coords
-from hyperinr.models.coordnet import CoordNet, from_teacher_range
+from hyperinr.models.coordnet import CoordNet, from_teacher_range, save_teacher
 from hyperinr.stages.distill_set import build_distill_set
 
 CPU = torch.device("cpu")
@@ -47,9 +47,8 @@ def make_set(root: Path, dims=(8, 8, 8), n_params=16, dtype="float16", **extra) 
     torch.manual_seed(0)
     model = CoordNet(4, 1, (8, 8), 0)
     teacher = root / "teacher.pt"
-    torch.save({"kind": "coordnet", "state_dict": model.state_dict(), "config_hash": "t",
-                "arch": {"n_inputs": 4, "n_outputs": 1, "widths": [8, 8], "hidden_blocks": 0},
-                "dataset_hash": "ds", "dims": list(dims)}, teacher)
+    content = open_dataset(dataset).content_hash
+    save_teacher(teacher, model, {"dataset_hash": content, "dims": list(dims)})
     cfg = Config.from_dict({
         "teacher": TEACHER,
         "distill_set": {"n_params": n_params, "shard_size": 5, "dtype": dtype, **extra},
@@ -208,7 +207,7 @@ def test_on_demand_targets_are_the_teachers_outputs():
     torch.manual_seed(0)
     model = CoordNet(4, 1, (8, 8), 0)
     params01 = np.linspace(0, 1, 7).reshape(-1, 1)
-    src = TeacherTargets(model, params01, (8, 8, 8), CPU, 50, from_teacher_range)
+    src = TeacherTargets(model, params01, (8, 8, 8), CPU, 50)
     j, x, y = src.sample(0, torch.Generator().manual_seed(0))
     theta = torch.from_numpy(params01).float()[j] * 2 - 1
     with torch.no_grad():

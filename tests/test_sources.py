@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import h5py
 import numpy as np
 import pytest
 
-from hyperinr.config import DatasetConfig, ParamsConfig, RawFormat
+from hyperinr.config import Config, DatasetConfig, ParamsConfig, RawFormat
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import load_params, open_source, resolve_files, sha256_file
 
@@ -164,10 +165,32 @@ def test_load_params_flat_list_and_conflicts(tmp_path):
     side.write_text(json.dumps({"values": [0.0, 0.5, 1.0]}))
     values, names, _ = load_params(ParamsConfig(sidecar=str(side)), 3)
     assert names == ("t",) and values.shape == (3, 1)
-    with pytest.raises(DataError, match="not both"):
-        load_params(ParamsConfig(values=((0.0,),), sidecar=str(side)), 1)
     with pytest.raises(DataError, match="2 values per frame but 1"):
         load_params(ParamsConfig(values=((0.0, 1.0), (1.0, 0.0))), 2)
+
+
+def test_inline_values_win_over_an_inherited_sidecar(tmp_path, caplog):
+    """The default config's sidecar reaches every user config; inline values must win."""
+    side = tmp_path / "p.json"
+    side.write_text(json.dumps({"names": ["s"], "values": [9.0, 10.0]}))
+    for sidecar in (str(side), str(tmp_path / "missing.json")):  # never read, not even checked
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hyperinr"):
+            values, names, prov = load_params(
+                ParamsConfig(values=((1.0,), (2.0,)), sidecar=sidecar), 2
+            )
+        assert names == ("t",) and values[:, 0].tolist() == [1.0, 2.0]
+        assert prov == {"source": "inline"}
+        lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+        assert len(lines) == 1 and sidecar in lines[0] and "inline" in lines[0]
+    # the built-in defaults carry the TGV sidecar: a user's inline values still win
+    params = Config.from_dict({"dataset": {"params": {"values": [1, 2]}}}).dataset.params
+    assert params.sidecar == "resources/tgv64/params.json"
+    values, _, _ = load_params(params, 2)
+    assert values[:, 0].tolist() == [1.0, 2.0]
+    # without inline values the sidecar is read, and a missing one is still an error
+    with pytest.raises(DataError, match="sidecar not found"):
+        load_params(ParamsConfig(sidecar=str(tmp_path / "missing.json")), 2)
 
 
 def test_provenance_hashes(tmp_path):

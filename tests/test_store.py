@@ -47,7 +47,7 @@ def test_dataset_layout(tmp_path):
     assert group["frames"].dtype == np.float32 and group["frames"].chunks == (1, 4, 5, 6)
     assert group["params"].dtype == np.float64 and group["params"].shape == (3, 1)
     attrs = dict(group.attrs)
-    assert attrs["layout_version"] == 1
+    assert attrs["layout_version"] == 2
     assert attrs["dims"] == [4, 5, 6] and attrs["n_channels"] == 1
     assert attrs["source_dtype"] == "float32"
     assert attrs["value_range"] == [0.0, 2.0]
@@ -92,7 +92,8 @@ def test_unit_physical_round_trip(lo, width, x):
         eval_indices=(0,),
         provenance={},
         config_hash="",
-        layout_version=1,
+        content_sha256="",
+        layout_version=2,
         raw={},
     )
     x = np.asarray(x, dtype=np.float64)
@@ -112,7 +113,9 @@ def test_write_frames_store_generic(tmp_path):
     )
     st_ = open_frames_store(out)
     assert st_.n_frames == 4 and st_.params is None
+    content = st_.raw_attrs.pop("content_sha256")
     assert st_.raw_attrs == {"method": "lerp", "units": "physical", "t": 1.5}
+    assert len(content) == 64
     np.testing.assert_array_equal(st_.read_frame(3), frames[3])
     with pytest.raises(DataError):  # a predictions store is not a dataset store
         open_dataset(out)
@@ -125,7 +128,7 @@ def test_failed_write_keeps_old_store_and_leaves_no_temporaries(tmp_path):
         write_frames_store(out, [np.ones((2, 2)), np.ones((3, 2))], (2, 2, 2), {"v": 2})
     with pytest.raises(ValueError, match="got 1 frames, expected 2"):
         write_frames_store(out, [np.ones((2, 2))], (2, 2, 2), {"v": 2})
-    assert open_frames_store(out).raw_attrs == {"v": 1}
+    assert open_frames_store(out).raw_attrs["v"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr"]
     with pytest.raises(ValueError, match="got 0 frames"):
         write_frames_store(tmp_path / "new.zarr", iter([]), (1, 2, 2))
@@ -140,3 +143,20 @@ def test_open_dataset_rejects_other_things(tmp_path):
     group.attrs["layout_version"] = 99
     with pytest.raises(DataError, match="layout_version"):
         open_dataset(out)
+
+
+def test_content_hash_follows_the_content_and_nothing_else(tmp_path):
+    """Equal content -> equal hash (paths, write times do not count); any frame value, the
+    split or the value range changes it: what downstream provenance relies on."""
+    frames = np.random.default_rng(3).random((3, 4, 5, 6)).astype(np.float32)
+
+    def content(name, frames=frames, **kw):
+        return open_dataset(_write(tmp_path / name, frames, **kw)).content_hash
+
+    base = content("a.zarr")
+    assert content("b.zarr") == base
+    changed = frames.copy()
+    changed[1, 0, 0, 0] += 1e-3
+    assert content("c.zarr", changed) != base
+    assert content("d.zarr", train=(0, 1, 2)) != base
+    assert content("e.zarr", lo=-1.0, hi=3.0) != base

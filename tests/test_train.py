@@ -43,11 +43,28 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
-    model, fn = _setup()
-    train(model, fn, CFG, torch.device("cpu"), tmp_path / "c.pt", tag="x")
+    model, killing = _setup(kill_at=45)
+    with pytest.raises(Killed):
+        train(model, killing, CFG, torch.device("cpu"), tmp_path / "c.pt", tag="x")
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["step"] == 40
     model2, fn2 = _setup()
     result = train(model2, fn2, CFG, torch.device("cpu"), tmp_path / "c.pt", tag="y")
     assert result.resumed_from == 0
+
+
+def test_a_finished_run_is_never_resumed(tmp_path):
+    """The loop writes no checkpoint at the last step, and refuses one that claims it (a file
+    left by an older hyperinr, or copied by hand): a rerun trains from step 0."""
+    path = tmp_path / "f.pt"
+    model, fn = _setup()
+    train(model, fn, CFG, torch.device("cpu"), path, tag="x")
+    assert torch.load(path, weights_only=False)["step"] == 40  # the last intermediate one
+    state = torch.load(path, weights_only=False)
+    state["step"] = CFG.steps
+    torch.save(state, path)
+    again, fn2 = _setup()
+    result = train(again, fn2, CFG, torch.device("cpu"), path, tag="x")
+    assert result.resumed_from == 0 and result.steps == CFG.steps
 
 
 def test_loss_decreases_and_non_finite_loss_fails(tmp_path):

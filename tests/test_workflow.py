@@ -117,17 +117,142 @@ def test_exported_inr_reproduces_the_prediction(workdir, tmp_path):
     assert np.allclose(lo + values * (hi - lo), pred[frame], atol=1e-4 * (hi - lo))
 
 
-def test_forcerun_distill_reruns_only_distill_and_downstream(workdir):
+def _info(workdir: Path, stage: str) -> dict:
+    import json
+
+    return json.loads((workdir / RESULTS / stage / "info.json").read_text())
+
+
+def _weights(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _planned(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    out = proc.stdout + proc.stderr
+    table = out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
+    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+
+
+def _overlay(workdir: Path, name: str, text: str) -> str:
+    (workdir / name).write_text(text)
+    return name
+
+
+def test_finished_stages_leave_nothing_to_resume(workdir):
+    for stage in ("teacher", "hyperinr"):
+        assert not (workdir / RESULTS / stage / "checkpoint.pt").exists()
+        assert _info(workdir, stage)["resumed_from"] == 0
+    assert _info(workdir, "teacher")["produced_by"]["inputs"]["dataset"]
+    summary = (workdir / RESULTS / "report/summary.md").read_text()
+    assert "## Provenance" in summary
+    assert _info(workdir, "hyperinr")["produced_by"]["hash"] in summary
+
+
+def test_forcerun_distill_reruns_only_distill_and_downstream_from_step_0(workdir):
     teacher = workdir / RESULTS / "teacher/model.pt"
     before = teacher.stat().st_mtime_ns
+    old = _info(workdir, "hyperinr")
     dry = snakemake(workdir, "-n", "--forcerun", "distill")
-    out = dry.stdout + dry.stderr
-    table = out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
-    planned = {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
-    assert planned == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}, out
-    assert "method=hyperinr" in out
+    assert _planned(dry) == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}
+    assert "method=hyperinr" in dry.stdout + dry.stderr
     snakemake(workdir, "--forcerun", "distill")
     assert teacher.stat().st_mtime_ns == before
+    new = _info(workdir, "hyperinr")
+    log = (workdir / "logs/tgv16_test/distill.log").read_text()
+    assert new["resumed_from"] == 0 and "resuming" not in log, log
+    assert new["finished"] != old["finished"] or new["run_seconds"] != old["run_seconds"]
+    assert new["wall_seconds"] <= new["run_seconds"]  # this run's training, nothing inherited
+    assert new["produced_by"] == old["produced_by"]  # same inputs and settings: same identity
+
+
+def test_unrelated_keys_rerun_nothing_they_do_not_read(workdir):
+    lr = _overlay(workdir, "lr.yaml", "hyperinr: {train: {lr: 0.005}}\n")
+    plan = _planned(snakemake(workdir, "-n", "--configfile", "config/test.yaml", lr))
+    assert plan == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}, plan
+    threads = _overlay(workdir, "threads.yaml", "runtime: {threads: 2}\n")
+    plan = snakemake(workdir, "-n", "--configfile", "config/test.yaml", threads)
+    assert "Nothing to be done" in plan.stdout + plan.stderr
+
+
+def test_killed_distill_resumes_exactly(workdir):
+    """SIGKILL the whole Snakemake run mid-distill; the same command again resumes from the
+    checkpoint (it is unfinished and of the same provenance) and ends with the weights of the
+    uninterrupted run (the --forcerun above: same inputs)."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    model = workdir / RESULTS / "hyperinr/model.pt"
+    checkpoint = workdir / RESULTS / "hyperinr/checkpoint.pt"
+    reference = _weights(model)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml",
+           "--forcerun", "distill"]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if checkpoint.exists():
+                try:
+                    if torch.load(checkpoint, weights_only=False)["step"] >= 200:
+                        break
+                except Exception:  # being replaced right now
+                    pass
+            time.sleep(0.2)
+        assert proc.poll() is None, "distill finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    snakemake(workdir, "--unlock")  # what Snakemake asks for after a kill
+    snakemake(workdir, "--forcerun", "distill")  # the same command again: it continues
+    log = (workdir / "logs/tgv16_test/distill.log").read_text()
+    assert f"resuming from step {killed_at}" in log, log
+    assert _info(workdir, "hyperinr")["resumed_from"] == killed_at
+    assert _same_weights(_weights(model), reference)
+    assert not checkpoint.exists()
+
+
+def test_retrained_teacher_recomputes_the_set_and_hyperinr(workdir):
+    old_teacher = _weights(workdir / RESULTS / "teacher/model.pt")
+    old_hyper = _weights(workdir / RESULTS / "hyperinr/model.pt")
+    old_set = _info(workdir, "hyperinr")["produced_by"]["inputs"]["distill_set"]
+    steps = _overlay(workdir, "steps.yaml", "teacher: {train: {steps: 1300}}\n")
+    snakemake(workdir, "--configfile", "config/test.yaml", steps)
+    teacher = _info(workdir, "teacher")
+    assert teacher["steps"] == 1300 and teacher["resumed_from"] == 0
+    assert not _same_weights(_weights(workdir / RESULTS / "teacher/model.pt"), old_teacher)
+    import json
+
+    set_info = json.loads((workdir / RESULTS / "distill_set_info.json").read_text())
+    assert set_info["recomputed_by_gather"] == []  # the shard jobs recomputed every shard
+    hyper = _info(workdir, "hyperinr")
+    assert hyper["resumed_from"] == 0 and hyper["produced_by"]["inputs"]["distill_set"] != old_set
+    assert not _same_weights(_weights(workdir / RESULTS / "hyperinr/model.pt"), old_hyper)
+
+
+def test_changed_simulation_retrains_the_teacher(workdir):
+    old = _info(workdir, "teacher")
+    old_weights = _weights(workdir / RESULTS / "teacher/model.pt")
+    sim = _overlay(
+        workdir, "sim.yaml", "teacher: {train: {steps: 1300}}\nsimulate: {reynolds: 800.0}\n"
+    )
+    snakemake(workdir, "--configfile", "config/test.yaml", sim, "--until", "teacher")
+    new = _info(workdir, "teacher")
+    assert new["resumed_from"] == 0
+    assert new["produced_by"]["inputs"]["dataset"] != old["produced_by"]["inputs"]["dataset"]
+    assert new["produced_by"]["config"] == old["produced_by"]["config"]
+    assert not _same_weights(_weights(workdir / RESULTS / "teacher/model.pt"), old_weights)
 
 
 def test_lint_is_clean():

@@ -9,7 +9,7 @@ from hyperinr.data.ingest import ingest, split_indices
 from hyperinr.data.simulate import simulate_tgv
 from hyperinr.data.sources import FrameSource, load_params, open_source
 from hyperinr.data.store import (
-    LAYOUT_VERSION,
+    DATASET_LAYOUT_VERSION,
     DatasetAttrs,
     DatasetStore,
     FramesStore,
@@ -20,7 +20,7 @@ from hyperinr.data.store import (
 )
 
 __all__ = [
-    "LAYOUT_VERSION",
+    "DATASET_LAYOUT_VERSION",
     "DataError",
     "DatasetAttrs",
     "DatasetStore",

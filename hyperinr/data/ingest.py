@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperinr import provenance
 from hyperinr.atomic import clean_stale_temporaries
-from hyperinr.config import DatasetConfig, SplitConfig
+from hyperinr.config import Config, DatasetConfig, SplitConfig
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import FrameSource, open_source
 from hyperinr.data.store import write_dataset
@@ -72,6 +73,14 @@ def _checked(src: FrameSource, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return frame.reshape(shape)
 
 
+def _produced_by(cfg: DatasetConfig, src: FrameSource) -> dict:
+    """The dataset section and the content of the source files and parameter values."""
+    files = [f.get("sha256", f["path"]) for f in src.provenance["files"]]
+    params = src.provenance.get("params")
+    inputs = {"files": provenance.sha256_json(files), "params": provenance.sha256_json(params)}
+    return provenance.record("ingest", Config(dataset=cfg), inputs)
+
+
 def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
     """Read the sources of `cfg`, validate, normalise and write the dataset store at `out`."""
     out = Path(out)
@@ -108,7 +117,7 @@ def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
         provenance=src.provenance,
         config_hash=config_hash,
         n_channels=n_channels,
-        extra_attrs={"name": cfg.name, "task": cfg.task},
+        extra_attrs={"name": cfg.name, "task": cfg.task, "produced_by": _produced_by(cfg, src)},
     )
     spatial = frame_shape[:-1] if n_channels > 1 else frame_shape
     param_desc = ", ".join(

@@ -21,113 +21,23 @@ uninterrupted one would have, in every mode (the loader refills its window at th
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-import zarr
-from zarr.core.buffer import default_buffer_prototype
 
-from hyperinr.device import amp_enabled
+from hyperinr.data.distill_store import DistillSet
 from hyperinr.grid import flat_to_coords, n_voxels
+from hyperinr.models.coordnet import evaluate_teacher
 
-SET_KIND = "distill_set"
-LAYOUT_VERSION = 2
 MiB = 2**20
 _READ_OVERHEAD = 64 * 1024
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # j [B] long, x [B, D], y [B, C] float32
-
-
-def digest(a: np.ndarray) -> str:
-    """SHA-256 of an array's C-order bytes: recorded when a shard is written, checked on read."""
-    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8)).hexdigest()
-
-
-class DistillSet:
-    """Read-only view of a published distillation set (`distill_set.zarr`)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            root = zarr.open_group(self.path, mode="r")
-            attrs = dict(root.attrs)
-            self.values: zarr.Array = root["values"]
-            self.params01 = np.asarray(root["params01"][...], dtype=np.float64)
-            self.coords: zarr.Array | None = root["coords"] if "coords" in root else None
-        except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError) as err:
-            raise ValueError(f"{self.path}: not a distillation set ({err})") from None
-        if attrs.get("kind") != SET_KIND or attrs.get("layout_version") != LAYOUT_VERSION:
-            raise ValueError(
-                f"{self.path}: not a distillation set of layout {LAYOUT_VERSION} "
-                f"(kind {attrs.get('kind')!r}, layout {attrs.get('layout_version')!r}); "
-                "rerun `hyperinr distill-set`"
-            )
-        self.attrs = attrs
-        self.mode: str = attrs["mode"]
-        self.dims = tuple(int(d) for d in attrs["dims"])
-        self.n_params, self.n_points, self.n_channels = (int(s) for s in self.values.shape)
-        self.checksums: dict[str, list[str]] = attrs["checksums"]
-        if (self.mode == "subset") != (self.coords is not None):
-            raise ValueError(f"{self.path}: mode {self.mode!r} but coords are {self.coords}")
-        if self.mode == "full" and self.n_points != n_voxels(self.dims):
-            raise ValueError(f"{self.path}: {self.n_points} points per parameter, dims {self.dims}")
-
-    @property
-    def config_hash(self) -> str:
-        return str(self.attrs.get("config_hash", ""))
-
-    @property
-    def n_dims(self) -> int:
-        return len(self.dims)
-
-    @property
-    def values_dtype(self) -> np.dtype:
-        return np.dtype(self.values.dtype)
-
-    @property
-    def chunk_nbytes(self) -> int:
-        """Bytes one parameter takes in memory (values + coords)."""
-        n = self.n_points * self.n_channels * self.values_dtype.itemsize
-        if self.coords is not None:
-            n += self.n_points * self.n_dims * 4
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        return self.n_params * self.chunk_nbytes
-
-    def read_into(self, j: int, values: np.ndarray, coords: np.ndarray | None = None) -> None:
-        """Read parameter j into `values` [n_points, C] (and `coords`), checking its SHA-256.
-
-        Zarr checks each chunk's crc32c as it decodes; the SHA-256 recorded when the shard was
-        written also catches a chunk file that went missing (it would read as NaN fill).
-        """
-        pairs = [("values", self.values, values)]
-        if self.coords is not None:
-            if coords is None:
-                raise ValueError("a subset-mode set needs a coords buffer")
-            pairs.append(("coords", self.coords, coords))
-        for name, arr, out in pairs:
-            try:
-                nd = default_buffer_prototype().nd_buffer.from_numpy_array(out[None])
-                arr.get_basic_selection((slice(j, j + 1),), out=nd)
-            except ValueError as err:  # a failed crc32c
-                raise ValueError(
-                    f"{self.path}: {name} of parameter {j} is corrupt ({err}); rerun "
-                    "`hyperinr distill-set` to recompute it"
-                ) from None
-            if digest(out) != self.checksums[name][j]:
-                raise ValueError(
-                    f"{self.path}: {name} of parameter {j} fails its SHA-256; rerun "
-                    "`hyperinr distill-set` to recompute it"
-                )
 
 
 class Targets(Protocol):
@@ -332,22 +242,17 @@ class TeacherTargets:
         dims: tuple[int, ...],
         device: torch.device,
         batch: int,
-        to_unit: Callable[[torch.Tensor], torch.Tensor],
     ) -> None:
         self.model, self.params01, self.dims = model.eval(), params01, dims
-        self.device, self.batch, self.to_unit = device, batch, to_unit
-        self.theta11 = torch.from_numpy(params01).float().to(device) * 2 - 1
+        self.device, self.batch = device, batch
+        self.theta01 = torch.from_numpy(params01).float().to(device)
         self.n_points = n_voxels(dims)
 
     def sample(self, step: int, gen: torch.Generator) -> Batch:
         j = torch.randint(len(self.params01), (self.batch,), generator=gen).to(self.device)
         v = torch.randint(self.n_points, (self.batch,), generator=gen).to(self.device)
         x = flat_to_coords(v, self.dims)
-        with torch.no_grad(), torch.autocast(
-            self.device.type, dtype=torch.float16, enabled=amp_enabled(self.device)
-        ):
-            y = self.model(torch.cat([self.theta11[j], x * 2 - 1], dim=1))
-        return j, x, self.to_unit(y.float())
+        return j, x, evaluate_teacher(self.model, self.theta01[j], x)
 
     def close(self) -> None:
         pass
@@ -363,7 +268,7 @@ def open_targets(
     buffer_mb: float,
     threads: int = 2,
     seed: int = 0,
-) -> Targets:
+) -> InMemoryTargets | StreamingTargets:
     """In memory if the set fits `buffer_mb`, else streamed through a ring of that size."""
     ds = DistillSet(path)
     buffer_bytes = int(buffer_mb * MiB)

@@ -18,8 +18,8 @@ directory. The files a pattern matches are sorted in natural order (frame_2 befo
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -32,6 +32,9 @@ import numpy as np
 
 from hyperinr.config import DatasetConfig, ParamsConfig, RawFormat
 from hyperinr.data.errors import DataError
+from hyperinr.provenance import sha256_file
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("raw", "npy", "hdf5", "netcdf")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -97,15 +100,6 @@ def resolve_files(patterns: tuple[str, ...] | list[str]) -> list[Path]:
                 raise DataError(f"{pattern}: file not found")
             files.append(path)
     return files
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_provenance(files: list[Path]) -> list[dict[str, Any]]:
@@ -292,11 +286,17 @@ def load_params(cfg: ParamsConfig, n_frames: int) -> tuple[np.ndarray, tuple[str
 
     Inline `values`, or a sidecar JSON `{"names": [...], "values": [[...], ...]}` (its names,
     when present, win over `params.names`). With neither, the parameter is the frame index.
+    Inline values win over a sidecar: a user's config inherits the default dataset's sidecar
+    (Snakemake's recursive config merge, the CLI's built-in defaults), so with both given the
+    sidecar is ignored, and one log line says so.
     """
     names = tuple(cfg.names)
     if cfg.values is not None and cfg.sidecar is not None:
-        raise DataError("dataset.params: give either values or sidecar, not both")
-    if cfg.sidecar is not None:
+        log.info(
+            "dataset.params: values given inline; sidecar %s ignored (inline values win)",
+            cfg.sidecar,
+        )
+    if cfg.values is None and cfg.sidecar is not None:
         where = cfg.sidecar
         path = Path(cfg.sidecar)
         if not path.is_file():

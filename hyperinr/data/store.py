@@ -8,19 +8,24 @@ A dataset store is a Zarr v3 group:
   (lo, hi) taken over the TRAINING frames: evaluation frames are unseen, so they do not set the
   range and may fall slightly outside [0, 1].
 - `params`: float64 [n_frames, n_params].
-- group attrs: `layout_version` (1), `dims` (spatial shape), `n_channels`, `source_dtype`,
+- group attrs: `layout_version` (2), `dims` (spatial shape), `n_channels`, `source_dtype`,
   `value_range` [lo, hi], `param_names`, `param_range` [[min, max] per parameter, all frames],
   `split` {"train": [...], "eval": [...]} (eval = every frame), `provenance` {"format",
-  "files": [{"path", "sha256", "bytes"}], ...}, `config_hash`, plus `name` and `task`.
+  "files": [{"path", "sha256", "bytes"}], ...}, `config_hash`, plus `name` and `task`, and
+  `content_sha256`: the hash of the frames and params as written plus the attrs that give them
+  meaning (dims, value range, parameters, split): what every later stage records as its input.
 
 Prediction stores (`results/<name>/predictions/<method>.zarr`) reuse `write_frames_store`: the
-same `frames` array (physical units there) with whatever attrs the writer passes.
+same `frames` array (physical units there) with whatever attrs the writer passes, and their own
+`content_sha256` of the frames.
 
 Everything is published atomically: built in a temporary sibling directory, then renamed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +36,11 @@ import zarr
 
 from hyperinr.atomic import atomic_path
 from hyperinr.data.errors import DataError
+from hyperinr.grid import normalise_params
+from hyperinr.provenance import sha256_json
 
-LAYOUT_VERSION = 1
+DATASET_LAYOUT_VERSION = 2  # 2: content_sha256 recorded (provenance)
+_CONTENT_ATTRS = ("dims", "n_channels", "value_range", "param_names", "param_range", "split")
 FRAMES = "frames"
 PARAMS = "params"
 
@@ -69,13 +77,15 @@ def write_frames_store(
     params: np.ndarray | None = None,
     dtype: str | np.dtype = "float32",
     n_channels: int = 1,
+    hashed_attrs: tuple[str, ...] = (),
 ) -> Path:
     """Write `frames` (an iterable of arrays of shape `shape[1:]`) as a Zarr v3 store at `path`.
 
     `shape` = (n_frames, *frame_shape). The store holds the `frames` array (one frame per
     chunk), optionally a float64 `params` array [n_frames, n_params], and `attrs` on the group.
     Built beside `path` and renamed into place: on any error nothing appears at `path` (and an
-    existing store there is left untouched).
+    existing store there is left untouched). The attr `content_sha256` hashes the frames and
+    params as stored and the attrs named in `hashed_attrs`, computed while writing (no reread).
     """
     path = Path(path)
     shape = tuple(int(s) for s in shape)
@@ -93,6 +103,7 @@ def write_frames_store(
             fill_value=0,
             dimension_names=_dimension_names(len(frame_shape), n_channels),
         )
+        content = hashlib.sha256(json.dumps([shape, dtype.str]).encode())
         count = 0
         for frame in frames:
             if count >= shape[0]:
@@ -102,7 +113,9 @@ def write_frames_store(
                 raise ValueError(
                     f"{path}: frame {count} has shape {frame.shape}, expected {frame_shape}"
                 )
-            array[count] = frame.astype(dtype, copy=False)
+            stored = np.ascontiguousarray(frame, dtype=dtype)
+            array[count] = stored
+            content.update(stored.view(np.uint8))
             count += 1
         if count != shape[0]:
             raise ValueError(f"{path}: got {count} frames, expected {shape[0]}")
@@ -113,7 +126,10 @@ def write_frames_store(
                     f"{path}: params must be [n_frames={shape[0]}, n_params], got {params.shape}"
                 )
             group.create_array(PARAMS, data=params, chunks=params.shape)
-        group.attrs.update(_jsonable(dict(attrs or {})))
+            content.update(np.ascontiguousarray(params).view(np.uint8))
+        plain = _jsonable(dict(attrs or {}))
+        content.update(sha256_json({k: plain.get(k) for k in hashed_attrs}).encode())
+        group.attrs.update({**plain, "content_sha256": content.hexdigest()})
     return path
 
 
@@ -170,15 +186,17 @@ class DatasetAttrs:
     eval_indices: tuple[int, ...]
     provenance: dict[str, Any]
     config_hash: str
+    content_sha256: str
     layout_version: int
     raw: dict[str, Any]
 
     @classmethod
     def from_dict(cls, attrs: Mapping[str, Any], where: str = "dataset") -> DatasetAttrs:
         version = attrs.get("layout_version")
-        if version != LAYOUT_VERSION:
+        if version != DATASET_LAYOUT_VERSION:
             raise DataError(
-                f"{where}: layout_version {version!r}, this hyperinr reads {LAYOUT_VERSION}"
+                f"{where}: layout_version {version!r}, this hyperinr reads "
+                f"{DATASET_LAYOUT_VERSION}; rerun ingest"
             )
         try:
             lo, hi = (float(v) for v in attrs["value_range"])
@@ -193,6 +211,7 @@ class DatasetAttrs:
                 eval_indices=tuple(int(i) for i in attrs["split"]["eval"]),
                 provenance=dict(attrs.get("provenance", {})),
                 config_hash=str(attrs.get("config_hash", "")),
+                content_sha256=str(attrs["content_sha256"]),
                 layout_version=int(version),
                 raw=dict(attrs),
             )
@@ -265,6 +284,11 @@ class DatasetStore:
     def config_hash(self) -> str:
         return self.attrs.config_hash
 
+    @property
+    def content_hash(self) -> str:
+        """What later stages record as this dataset's identity (see hyperinr.provenance)."""
+        return self.attrs.content_sha256
+
     def read_frame(self, i: int) -> np.ndarray:
         """Frame `i` in [0, 1] units (float32)."""
         return np.asarray(self.frames[i])
@@ -312,14 +336,8 @@ class DatasetStore:
         return self.to_physical(self.read_frame(int(i))).astype(np.float32, copy=False)
 
     def normalised_params(self) -> np.ndarray:
-        """params [n_frames, n_params] mapped to [0, 1] per parameter by `param_range`.
-
-        The numpy twin of `hyperinr.grid.normalise_params` (a zero span maps to 0).
-        """
-        prange = np.asarray(self.param_range, dtype=np.float64).reshape(-1, 2)
-        lo, hi = prange[:, 0], prange[:, 1]
-        span = np.where(hi > lo, hi - lo, 1.0)
-        return (np.asarray(self.params, dtype=np.float64) - lo) / span
+        """params [n_frames, n_params] mapped to [0, 1] per parameter by `param_range`."""
+        return normalise_params(self.params, self.param_range)
 
 
 def open_dataset(path: str | Path) -> DatasetStore:
@@ -391,7 +409,7 @@ def write_dataset(
     attrs: dict[str, Any] = dict(extra_attrs or {})
     attrs.update(
         {
-            "layout_version": LAYOUT_VERSION,
+            "layout_version": DATASET_LAYOUT_VERSION,
             "dims": spatial,
             "n_channels": int(n_channels),
             "source_dtype": np.dtype(source_dtype).name,
@@ -411,5 +429,11 @@ def write_dataset(
             yield ((np.asarray(frame, dtype=np.float64) - lo) / (hi - lo)).astype(np.float32)
 
     return write_frames_store(
-        out, unit(frames), tuple(shape), attrs, params=params, n_channels=n_channels
+        out,
+        unit(frames),
+        tuple(shape),
+        attrs,
+        params=params,
+        n_channels=n_channels,
+        hashed_attrs=_CONTENT_ATTRS,
     )

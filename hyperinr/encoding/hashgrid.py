@@ -7,18 +7,21 @@ computation (never by building a table per sample).  Generation (``generate(thet
 blends tables once with :func:`blend_tables` and hands back a plain single-table encoder.
 
 Parameter layout, level sizes, positions (``fmaf(scale, x, 0.5)``), hashing and corner weights
-follow tcnn exactly (``_config.py`` derives the layout), so tables trained here load into tcnn
-and vice versa.  Backends ("auto" picks the first that applies): tcnn for single tables on CUDA
-when ``tinycudann`` imports and D is 2-4; numba for float32 CPU tensors when numba imports
-(threads follow ``torch.get_num_threads()``); the plain-torch path otherwise (the reference,
-and the CUDA path for ensembles).  numba and torch agree to float32 rounding: they read the same
-entries with bit-identical corner weights and differ only in summation order.
+follow tcnn's documented semantics (``_config.py`` derives the layout): tests/test_hashgrid.py
+checks them against a reference re-derived from tcnn's grid.h / common_device.h, and
+tests/gpu/test_hashgrid_cuda.py checks forward and backward parity with tcnn itself (same
+flat table in, same encoding and table gradient out) on CUDA when ``tinycudann`` imports; it
+is skipped otherwise.  Backends ("auto" picks the first that applies): tcnn for single tables
+on CUDA when ``tinycudann`` imports and D is 2-4; numba for float32 CPU tensors when numba
+imports (threads follow ``torch.get_num_threads()``); the plain-torch path otherwise (the
+reference, and the CUDA path for ensembles).  numba and torch agree to float32 rounding: they
+read the same entries with bit-identical corner weights and differ only in summation order.
 
 Deliberate differences from tcnn:
 
 * Inputs are clamped to [0, 1].  tcnn does not clamp: out-of-range inputs wrap around to
   unrelated table entries, which is never what a caller wants; inside [0, 1] the clamp is the
-  identity, so parity holds wherever tcnn is meaningful.  Non-finite inputs raise ValueError.
+  identity, and that is where parity with tcnn is checked.  Non-finite inputs raise ValueError.
 * No gradient w.r.t. ``x`` (HyperINR's coordinates are data); ``x.grad`` stays None.
 * Only ``type: Hash`` grids, ``Linear``/``Smoothstep`` interpolation, D <= 7 (tcnn's hash factors).
 """
@@ -244,6 +247,8 @@ class HashGrid(torch.nn.Module):
         backend: "auto" (see the module docstring), or force "torch", "numba" or "tcnn"
             ("tcnn" still runs ensembles on the torch path: tcnn cannot blend per sample).
         device: where ``params`` lives.
+        own_table: False makes the grid a pure function of the tables passed to ``forward``
+            (no ``params``, no draw from the generator): HyperINR keeps its own bank.
     """
 
     def __init__(
@@ -255,6 +260,7 @@ class HashGrid(torch.nn.Module):
         generator: torch.Generator | None = None,
         backend: str = "auto",
         device: torch.device | str | None = None,
+        own_table: bool = True,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
@@ -265,6 +271,9 @@ class HashGrid(torch.nn.Module):
         self.n_output_dims = self._grid.geom.n_levels * self._grid.geom.n_features_per_level
         self.n_params = self._grid.geom.n_params
         self.backend = backend
+        self.params: torch.nn.Parameter | None = None
+        if not own_table:  # a pure function of the tables passed in (HyperINR's encoder bank)
+            return
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         init = torch.empty(self.n_params, dtype=torch.float32)
@@ -317,6 +326,8 @@ class HashGrid(torch.nn.Module):
                 sum_k weights[b, k] * encode(x[b], params[indices[b, k]]).
         """
         tables = self.params if params is None else params
+        if tables is None:
+            _fail("this HashGrid has no table of its own (own_table=False): pass params")
         x, tables, indices, weights = self._check(x, tables, indices, weights)
         ensemble = indices is not None
         backend = self.resolve_backend(x.device, ensemble, tables.dtype)

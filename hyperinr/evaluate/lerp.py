@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from hyperinr import provenance
 from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
 from hyperinr.models.interpolation import interpolation_weights
 from hyperinr.stages.common import write_info
@@ -82,7 +83,11 @@ def lerp_predict(
     idx, w = _weights(ds, k)
     shape = tuple(int(s) for s in ds.frames.shape)
     cache = FrameCache(ds.frames, size=idx.shape[1] + 1)
+    produced_by = provenance.record(
+        "predict_lerp", {"hyperinr": {"k_nearest": int(k)}}, {"dataset": ds.content_hash}
+    )
     attrs: dict[str, Any] = {
+        "produced_by": produced_by,
         "method": "lerp",
         "value_range": [float(v) for v in ds.value_range],
         "k": int(k),
@@ -101,7 +106,13 @@ def lerp_predict(
 
     write_frames_store(out_path, frames(), shape, attrs, n_channels=ds.n_channels)
     wall = attrs["wall_seconds"]
-    extra = {"method": "lerp", "frames": shape[0], "k": int(k), "n_train": int(ds.is_train().sum())}
+    extra = {
+        "method": "lerp",
+        "frames": shape[0],
+        "k": int(k),
+        "n_train": int(ds.is_train().sum()),
+        "produced_by": produced_by,
+    }
     if info_path is not None:
         write_info(info_path, "predict_lerp", wall, **extra)
     return {"stage": "predict_lerp", "wall_seconds": wall, **extra}

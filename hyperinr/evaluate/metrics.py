@@ -17,6 +17,7 @@ Conventions (the paper's Sec. 7.2 evaluation, made explicit):
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
+from hyperinr import provenance
 from hyperinr.atomic import atomic_path
 from hyperinr.data.store import open_dataset, open_prediction
 
@@ -221,7 +223,20 @@ def evaluate(
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    inputs = {"dataset": ds.content_hash}
+    for m in methods:
+        inputs[f"prediction_{m}"] = provenance.require(
+            stores[m].raw_attrs.get("content_sha256"), str(stores[m].path)
+        )
+    record = provenance.record("evaluate", {}, inputs)
+    with atomic_path(provenance_path(out_csv)) as tmp:
+        tmp.write_text(json.dumps({"stage": "evaluate", "produced_by": record}, indent=2) + "\n")
     return rows
+
+
+def provenance_path(metrics_csv: str | Path) -> Path:
+    """`metrics.csv` -> `metrics.provenance.json`: what the table was computed from."""
+    return Path(metrics_csv).with_suffix(".provenance.json")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -138,10 +138,27 @@ def _stage_rows(stage_infos: Sequence[str | Path]) -> list[str]:
         if isinstance(wall, (int, float)):
             total += float(wall)
         extras = ", ".join(
-            f"{k}={_cell(v)}" for k, v in info.items() if k not in ("stage", "wall_seconds")
+            f"{k}={_cell(v)}"
+            for k, v in info.items()
+            if k not in ("stage", "wall_seconds", "produced_by")
         )
         lines.append(f"| {_cell(stage)} | {fmt_duration(wall)} | {extras} |")
     lines.append(f"| **total** | {fmt_duration(total)} | |")
+    return lines
+
+
+def _provenance_rows(stage_infos: Sequence[str | Path]) -> list[str]:
+    """Each stage's provenance hash and the content hashes it was made from (first 12 hex)."""
+    lines = ["| stage | produced_by | from |", "|---|---|---|"]
+    for p in map(Path, stage_infos):
+        if not p.exists():
+            continue
+        info = json.loads(p.read_text())
+        record = info.get("produced_by")
+        if not isinstance(record, dict):
+            continue
+        inputs = ", ".join(f"{k} `{str(v)[:12]}`" for k, v in record.get("inputs", {}).items())
+        lines.append(f"| {_cell(info.get('stage', p.stem))} | `{record.get('hash')}` | {inputs} |")
     return lines
 
 
@@ -201,6 +218,15 @@ def _write_summary(
         "## Wall times",
         "",
         *_stage_rows(stage_infos),
+        "",
+        "## Provenance",
+        "",
+        "Every result records the hash of its settings and of the content of its inputs "
+        "(`produced_by`): equal hashes here mean these numbers come from these exact inputs.",
+        "",
+        f"- dataset content: `{ds.content_hash[:12]}`",
+        "",
+        *_provenance_rows(stage_infos),
         "",
         "Figures: `psnr_ssim.png` (metrics per frame), `slices.png` (mid-z slices).",
         "",

@@ -9,11 +9,18 @@ then N hidden blocks and a decoder block. The output ends in a sine, so CoordNet
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from hyperinr.atomic import atomic_path
+from hyperinr.grid import grid_coords, n_voxels
+
 OMEGA_0 = 30.0
+MODEL_KIND = "coordnet"
 
 
 class SineLayer(nn.Module):
@@ -21,6 +28,13 @@ class SineLayer(nn.Module):
 
     Every layer uses the non-first init, as the reference does (Sec. 5 of the paper), because
     the first layer's U(-1/n, 1/n) would make the 4-D input barely excite the sines.
+
+    The linear map and the sine run in the weights' dtype (float32) even inside an autocast
+    region (training autocasts to float16 on CUDA): float16 has a relative error of ~1e-3
+    (10-bit mantissa, rounding of inputs, weights and the accumulated product), and times
+    omega_0 = 30 that is a phase error of ~3e-2 rad for |W x + b| ~ 1, in every one of the
+    paper's ~30 sine layers: not negligible. The input is cast to the weights' dtype, so is the
+    output; autocast still applies outside this layer.
     """
 
     def __init__(self, n_in: int, n_out: int, omega_0: float = OMEGA_0) -> None:
@@ -32,7 +46,8 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.omega_0 * self.linear(x))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return torch.sin(self.omega_0 * self.linear(x.to(self.linear.weight.dtype)))
 
 
 class ResBlock(nn.Module):
@@ -78,6 +93,8 @@ class CoordNet(nn.Module):
         self.net = nn.Sequential(*blocks)
         self.n_inputs = n_inputs
         self.n_outputs = n_outputs
+        self.widths = tuple(widths)
+        self.hidden_blocks = hidden_blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, n_inputs] in [-1, 1] -> [B, n_outputs] in [-1, 1]."""
@@ -92,3 +109,77 @@ def to_teacher_range(values01: torch.Tensor) -> torch.Tensor:
 def from_teacher_range(values11: torch.Tensor) -> torch.Tensor:
     """CoordNet's [-1, 1] -> [0, 1] package values."""
     return (values11 + 1.0) * 0.5
+
+
+@torch.no_grad()
+def evaluate_teacher(
+    model: CoordNet, theta01: torch.Tensor, coords01: torch.Tensor
+) -> torch.Tensor:
+    """The one way the package queries its teacher: theta [1 or B, P] and x [B, D] in [0, 1]
+    -> values [B, C] in [0, 1]; the [-1, 1] convention stays inside this function."""
+    n_params = model.n_inputs - coords01.shape[1]
+    theta = theta01.to(coords01.device, torch.float32).reshape(-1, n_params)
+    if theta.shape[0] == 1:
+        theta = theta.expand(len(coords01), -1)
+    y = model(torch.cat([to_teacher_range(theta), to_teacher_range(coords01.float())], dim=1))
+    return from_teacher_range(y.float())
+
+
+def teacher_values(
+    model: CoordNet,
+    theta01: torch.Tensor,
+    dims: tuple[int, ...],
+    batch: int,
+    device: torch.device,
+    coords01: np.ndarray | None = None,
+) -> np.ndarray:
+    """The teacher's field at one parameter, `batch` points at a time: on the whole grid of
+    `dims` (coords01 None) or at given points [M, D]; [M, C] float32 in [0, 1]."""
+    total = n_voxels(dims) if coords01 is None else len(coords01)
+    out = np.empty((total, model.n_outputs), dtype=np.float32)
+    theta = theta01.reshape(1, -1)
+    for start in range(0, total, batch):
+        if coords01 is None:
+            x = grid_coords(dims, start, start + batch, device=device)
+        else:
+            x = torch.from_numpy(coords01[start : start + batch]).to(device)
+        out[start : start + len(x)] = evaluate_teacher(model, theta, x).cpu().numpy()
+    return out
+
+
+def save_teacher(path: str | Path, model: CoordNet, extra: dict[str, Any]) -> None:
+    """model.pt: the architecture, the weights and `extra` (dims, provenance, dataset hash)."""
+    state = {
+        "kind": MODEL_KIND,
+        "arch": {
+            "n_inputs": model.n_inputs,
+            "n_outputs": model.n_outputs,
+            "widths": list(model.widths),
+            "hidden_blocks": model.hidden_blocks,
+        },
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_teacher(path: str | Path, device: torch.device) -> tuple[CoordNet, dict[str, Any]]:
+    """(model in eval mode on `device`, the whole saved state); one-line errors naming `path`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable teacher checkpoint ({err})") from None
+    if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
+        raise ValueError(f"{path}: not a CoordNet teacher file")
+    arch = state["arch"]
+    model = CoordNet(
+        arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"]
+    )
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path}: weights do not match the recorded architecture ({err})"
+        ) from None
+    return model.to(device).eval(), state

@@ -8,25 +8,19 @@ and hands back a plain INR, which is why generation takes well under a milliseco
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from hyperinr.atomic import atomic_path
 from hyperinr.encoding import HashGrid, blend_tables
 from hyperinr.models.inr import INR
 from hyperinr.models.interpolation import interpolation_weights
 from hyperinr.models.mlp import MLP
-
-
-def even_positions(n_encoders: int, n_params: int = 1) -> np.ndarray:
-    """Evenly spaced encoder positions in [0, 1] (the paper's TSR layout); [N, 1]."""
-    if n_params != 1:
-        raise ValueError("even positions are for a 1-D parameter; n-D uses Poisson-disk sampling")
-    if n_encoders < 1:
-        raise ValueError("hyperinr.n_encoders must be >= 1")
-    return np.linspace(0.0, 1.0, n_encoders).reshape(-1, 1)
 
 
 class HyperINR(nn.Module):
@@ -57,12 +51,10 @@ class HyperINR(nn.Module):
             raise ValueError(f"encoder positions must be [N, P], got shape {positions.shape}")
         self.register_buffer("positions", torch.from_numpy(positions))
         self.k_nearest = k_nearest
-        self.encoding = HashGrid(n_spatial_dims, encoding)
+        self.encoding = HashGrid(n_spatial_dims, encoding, own_table=False)
         gen = torch.Generator().manual_seed(seed)
         tables = (torch.rand(len(positions), self.encoding.n_params, generator=gen) * 2 - 1) * 1e-4
         self.tables = nn.Parameter(tables)
-        # the grid's own table is unused: every call passes the encoder bank
-        self.encoding.params.requires_grad_(False)
         self.mlp = MLP(self.encoding.n_output_dims, n_outputs, network)
 
     @property
@@ -81,10 +73,14 @@ class HyperINR(nn.Module):
 
     @torch.no_grad()
     def generate(self, theta: np.ndarray, metadata: dict[str, Any] | None = None) -> INR:
-        """One INR for one parameter: blend the K tables once, share the MLP."""
+        """One INR for one parameter: blend the K tables once, copy the shared MLP.
+
+        The INR owns its weights (a new blended table, a copy of the MLP: a few tens of kB), so
+        it stays what it was generated as while this hypernetwork keeps training.
+        """
         idx, w = self.lookup(np.asarray(theta, dtype=np.float64).reshape(1, -1))
         table = blend_tables(self.tables, idx[0], w[0])
-        return INR(self.encoding, table, self.mlp, dict(metadata or {}))
+        return INR(self.encoding, table, copy.deepcopy(self.mlp).eval(), dict(metadata or {}))
 
     def describe(self) -> dict[str, Any]:
         """tcnn-style description stored in checkpoints so a model can be rebuilt from its file."""
@@ -107,3 +103,35 @@ class HyperINR(nn.Module):
             desc["network"],
             desc["k_nearest"],
         )
+
+
+MODEL_KIND = "hyperinr"
+
+
+def save_hyperinr(path: str | Path, model: HyperINR, meta: dict[str, Any]) -> None:
+    """model.pt: the description to rebuild the model, its weights, and `meta` (the dataset's
+    dims, parameter names and ranges, value range, provenance)."""
+    state = {
+        "kind": MODEL_KIND,
+        "description": model.describe(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_hyperinr(path: str | Path, device: torch.device) -> tuple[HyperINR, dict[str, Any]]:
+    """(model in eval mode on `device`, its meta); one-line errors naming `path`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable HyperINR checkpoint ({err})") from None
+    if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
+        raise ValueError(f"{path}: not a HyperINR model file")
+    model = HyperINR.from_description(state["description"])
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the recorded description ({err})") from None
+    return model.to(device).eval(), state["meta"]

@@ -2,7 +2,12 @@
 
 This is what HyperINR hands out (`generate(theta)`) and what `hyperinr export` writes: an
 `.npz` holding tiny-cuda-nn-style JSON (`encoding`, `network` blocks with tcnn key names) and
-the raw weights, so a renderer or tcnn itself can consume it.
+the raw weights: the flat hash-grid table in tcnn's documented parameter layout and one bias-free
+[n_out, n_in] matrix per MLP layer. Loading it back (`INR.load`) reproduces the pipeline's
+predictions (tests/test_workflow.py); the table's parity with tcnn's own encoding is checked
+by tests/gpu when ``tinycudann`` imports. Loading the file into tcnn or a renderer is not
+tested here: tcnn's MLP stores its matrices padded to multiples of 16 (src/fully_fused_mlp.cu),
+so the weights would need padding first.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class INR:
             config = json.loads(str(data["config"]))
             if config.get("format") != FORMAT:
                 raise ValueError(f"{path}: not a hyperinr INR file (format {config.get('format')})")
-            encoding = HashGrid(config["n_input_dims"], config["encoding"]).to(device)
+            encoding = HashGrid(config["n_input_dims"], config["encoding"], own_table=False)
             network = MLP(encoding.n_output_dims, config["n_output_dims"], config["network"])
             with torch.no_grad():
                 for i, layer in enumerate(network.layers):

@@ -2,10 +2,25 @@
 
 tcnn's fused MLPs have no bias terms; keeping that here means exported weights mean the same
 thing in both frameworks. The hash-grid features give the network its offsets instead.
+
+Initialisation follows tcnn, not torch's nn.Linear default (kaiming_uniform with a = sqrt(5),
+i.e. U(+-1/sqrt(fan_in))). tcnn (src/fully_fused_mlp.cu and src/cutlass_mlp.cu,
+``initialize_params``) calls ``GPUMatrix::initialize_xavier_uniform`` (include/tiny-cuda-nn/
+gpu_matrix.h) on every weight matrix for non-sine activations: Glorot/Xavier uniform,
+U(+-sqrt(6 / (fan_in + fan_out))), where fan_in/fan_out are the matrix's cols/rows *as tcnn
+stores them*. tcnn pads widths to multiples of 16 (``REQUIRED_ALIGNMENT``): the last matrix
+has ``padded_output_width`` = next multiple of 16 of n_outputs rows, and the first one has as
+many columns as the encoding's (or, for a bare network, the identity encoding's) padded
+output width, a multiple of lcm(16, F) = 16 for F in {1, 2, 4, 8}
+(network_with_input_encoding.h, ``set_alignment``). So the bound of layer n_in -> n_out is
+sqrt(6 / (pad16(n_in) + pad16(n_out))); the padded rows/columns themselves do not exist here.
+Only the distribution matches (tests/test_mlp.py): tcnn draws from its own pcg32 stream. Sine
+activations (tcnn's SIREN init) are not supported by this MLP.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,6 +34,18 @@ NETWORK_DEFAULTS = {
     "n_neurons": 64,
     "n_hidden_layers": 2,
 }
+#: tcnn's FullyFusedMLP/CutlassMLP REQUIRED_ALIGNMENT: layer widths are padded to multiples.
+TCNN_ALIGNMENT = 16
+
+
+def tcnn_padded(width: int) -> int:
+    """`width` rounded up to tcnn's alignment, as tcnn allocates the matrix (next_multiple)."""
+    return -(-int(width) // TCNN_ALIGNMENT) * TCNN_ALIGNMENT
+
+
+def tcnn_init_bound(n_in: int, n_out: int) -> float:
+    """Half-width b of tcnn's U(-b, b) init of an n_in -> n_out weight matrix (Xavier uniform)."""
+    return math.sqrt(6.0 / (tcnn_padded(n_in) + tcnn_padded(n_out)))
 
 
 def network_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +60,11 @@ def network_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class MLP(nn.Module):
-    """n_in -> n_hidden_layers x n_neurons -> n_out; `layers` are the tcnn weight matrices."""
+    """n_in -> n_hidden_layers x n_neurons -> n_out; `layers` are the tcnn weight matrices.
+
+    Weights start as tcnn's do (module docstring): U(+-tcnn_init_bound(n_in, n_out)) per layer,
+    drawn from torch's global generator (as many draws as nn.Linear's own init would take).
+    """
 
     def __init__(self, n_inputs: int, n_outputs: int, config: dict[str, Any]) -> None:
         super().__init__()
@@ -41,9 +72,15 @@ class MLP(nn.Module):
         width = int(self.config["n_neurons"])
         depth = int(self.config["n_hidden_layers"])
         sizes = [n_inputs] + [width] * depth + [n_outputs]
+        # skip_init: no throw-away default init, so the global generator advances exactly as
+        # it did with nn.Linear's own init and later draws elsewhere stay where they were
         self.layers = nn.ModuleList(
-            nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:])
+            nn.utils.skip_init(nn.Linear, a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:])
         )
+        with torch.no_grad():
+            for layer in self.layers:
+                bound = tcnn_init_bound(layer.in_features, layer.out_features)
+                layer.weight.uniform_(-bound, bound)
         self.activation = _ACTIVATIONS[self.config["activation"]]()
         self.output_activation = _ACTIVATIONS[self.config["output_activation"]]()
         self.n_inputs = n_inputs

@@ -1,4 +1,4 @@
-"""What every training/prediction stage needs: the dataset as tensors and a stage record."""
+"""What several stages need: the dataset as tensors, the teacher check and a stage record."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import torch
 
 from hyperinr.atomic import atomic_path
 from hyperinr.data.store import open_dataset
-from hyperinr.grid import normalise_params
 
 
 @dataclass
@@ -43,7 +42,7 @@ def load_dataset_meta(path: str | Path) -> tuple[DatasetTensors, Any]:
     """Open the Zarr dataset; returns typed metadata and the store (frames read lazily)."""
     store = open_dataset(path)
     param_range = torch.tensor(store.param_range, dtype=torch.float64)
-    params01 = normalise_params(torch.from_numpy(np.asarray(store.params, np.float64)), param_range)
+    params01 = torch.from_numpy(store.normalised_params())
     meta = DatasetTensors(
         dims=tuple(store.dims),
         n_channels=int(store.n_channels),
@@ -81,3 +80,23 @@ def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
     return path
+
+
+def check_teacher(
+    path: Path, tstate: dict[str, Any], meta: DatasetTensors, dataset_hash: str
+) -> None:
+    """One-line errors naming the teacher file when it was made for another dataset."""
+    arch = tstate.get("arch", {})
+    if arch.get("n_inputs") != meta.n_params + meta.n_spatial or arch.get(
+        "n_outputs"
+    ) != meta.n_channels or list(tstate.get("dims", [])) != list(meta.dims):
+        raise ValueError(
+            f"{path}: teacher was trained for another dataset layout (inputs "
+            f"{arch.get('n_inputs')}, outputs {arch.get('n_outputs')}, dims {tstate.get('dims')}; "
+            f"dataset needs {meta.n_params + meta.n_spatial}, {meta.n_channels}, {list(meta.dims)})"
+        )
+    if tstate.get("dataset_hash") != dataset_hash:
+        raise ValueError(
+            f"{path}: teacher was trained on another dataset (dataset content "
+            f"{str(tstate.get('dataset_hash'))[:16]!r}, this dataset's is {dataset_hash[:16]!r})"
+        )

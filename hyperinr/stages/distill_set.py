@@ -13,16 +13,14 @@ a scatter/gather (docs/distill_set.md):
   hard links to the shards' chunk files (a copy where links are impossible): readers see one
   array with one chunk per parameter, and the data is on disk once.
 
-Store layout (shards and the published set alike):
-  values   [n, n_points, C]  stored dtype, chunk (1, n_points, C), zstd + crc32c, fill NaN
-  coords   [n, n_points, D]  float32 in [0, 1], x first (mode subset only), same chunking
-  params01 [n, P]            float64 normalised distillation parameters
+The store layout is `hyperinr.data.distill_store`. Every shard and the set record their
+`produced_by` provenance (this stage's config slice, the teacher file's SHA-256 and the
+dataset's content hash): a shard or set with another one is stale and recomputed.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -36,16 +34,22 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 
+from hyperinr import provenance
 from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
-from hyperinr.data.loader import LAYOUT_VERSION, SET_KIND, digest
-from hyperinr.device import amp_enabled, configure_threads, resolve_device
+from hyperinr.data.distill_store import (
+    DISTILL_SET_LAYOUT_VERSION,
+    SET_KIND,
+    create_arrays,
+    digest,
+    set_content_hash,
+)
+from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
-from hyperinr.models.coordnet import CoordNet, from_teacher_range
-from hyperinr.stages.common import DatasetTensors, load_dataset_meta, write_info
-from hyperinr.stages.teacher import load_teacher, teacher_volume
+from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
+from hyperinr.sampling import distill_params
+from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta, write_info
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +60,6 @@ _SHARD_INFO = "info.json"  # timing sidecar inside a shard directory; not part o
 
 
 # --------------------------------------------------------------------------- layout helpers
-
-
-def distill_params(n: int, n_param_dims: int) -> np.ndarray:
-    """Normalised distillation parameters [N_D, P]: uniform along a 1-D axis (the TSR recipe)."""
-    if n < 2:
-        raise ValueError("distill_set.n_params must be >= 2")
-    if n_param_dims != 1:
-        raise NotImplementedError("n-D distillation sets (NVS/DGS) are not implemented yet")
-    return np.linspace(0.0, 1.0, n).reshape(-1, 1)
 
 
 def n_shards(cfg: Config) -> int:
@@ -91,44 +86,6 @@ def default_shards_dir(out: Path) -> Path:
     return Path(out).parent / "distill_set" / "shards"
 
 
-def set_config_hash(cfg: Config) -> str:
-    """What decides the stored numbers: the distill_set section and the seed (subset points)."""
-    blob = json.dumps(
-        {"distill_set": cfg.to_dict()["distill_set"], "seed": cfg.runtime.seed}, sort_keys=True
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def create_arrays(
-    group: zarr.Group, n: int, n_points: int, n_channels: int, n_dims: int, dtype: Any, mode: str
-) -> tuple[zarr.Array, zarr.Array | None]:
-    """`values` (and `coords` in subset mode) with one chunk per parameter; shards and the
-    published set use this one function so their chunk files are interchangeable."""
-
-    def make(name: str, width: int, dt: Any) -> zarr.Array:
-        return group.create_array(
-            name,
-            shape=(n, n_points, width),
-            chunks=(1, n_points, width),
-            dtype=dt,
-            fill_value=np.nan,  # a chunk file that went missing reads as NaN, never as data
-            serializer=BytesCodec(),
-            compressors=[ZstdCodec(level=3), Crc32cCodec()],
-        )
-
-    values = make("values", n_channels, dtype)
-    coords = make("coords", n_dims, np.float32) if mode == "subset" else None
-    return values, coords
-
-
 def write_chunk(array: zarr.Array, index: int, data: np.ndarray) -> None:
     """The one place a chunk reaches the disk (tests replace it to simulate a full disk)."""
     array[index : index + 1] = data[None]
@@ -138,22 +95,6 @@ def subset_coords(seed: int, param_index: int, n_points: int, n_dims: int) -> np
     """Random coordinates of one parameter in [0, 1]^D (x first), fixed by (seed, index)."""
     rng = np.random.default_rng([seed, param_index])
     return rng.random((n_points, n_dims), dtype=np.float32)
-
-
-@torch.inference_mode()
-def teacher_points(
-    model: CoordNet, theta01: torch.Tensor, coords01: np.ndarray, batch: int, device: torch.device
-) -> np.ndarray:
-    """The teacher's field at given coordinates [M, D] in [0, 1]: [M, C] float32 in [0, 1]."""
-    out = np.empty((len(coords01), model.n_outputs), dtype=np.float32)
-    t = (theta01.to(device).float() * 2 - 1).reshape(1, -1)
-    for start in range(0, len(coords01), batch):
-        x = torch.from_numpy(coords01[start : start + batch]).to(device) * 2 - 1
-        inputs = torch.cat([t.expand(len(x), -1), x], dim=1)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp_enabled(device)):
-            y = model(inputs)
-        out[start : start + len(x)] = from_teacher_range(y.float()).cpu().numpy()
-    return out
 
 
 def _disk_full(err: OSError, what: Path) -> OSError:
@@ -177,11 +118,10 @@ class SetContext:
     meta: DatasetTensors
     dataset_hash: str
     model: CoordNet
-    teacher_config_hash: str
     teacher_sha256: str
     device: torch.device
     params01: np.ndarray  # [N_D, P]
-    config_hash: str
+    produced_by: dict[str, Any]  # hyperinr.provenance.record of this set
 
     @property
     def mode(self) -> str:
@@ -200,13 +140,13 @@ class SetContext:
     def identity(self) -> dict[str, Any]:
         """Attrs a stored shard/set must carry to count as this set (else it is stale)."""
         return {
-            "layout_version": LAYOUT_VERSION,
+            "layout_version": DISTILL_SET_LAYOUT_VERSION,
             "mode": self.mode,
             "dtype": self.cfg.distill_set.dtype,
             "dims": list(self.meta.dims),
             "n_channels": self.meta.n_channels,
             "n_points": self.n_points,
-            "config_hash": self.config_hash,
+            "produced_by": self.produced_by,
             "teacher_sha256": self.teacher_sha256,
             "dataset_hash": self.dataset_hash,
         }
@@ -223,32 +163,6 @@ class SetContext:
         }
 
 
-def check_teacher(path: Path, tstate: dict[str, Any], meta: DatasetTensors, dataset_hash: str,
-                  cfg: Config) -> None:
-    """One-line errors naming the teacher file when it was made for another config/dataset."""
-    arch = tstate.get("arch", {})
-    want = (list(cfg.teacher.widths), cfg.teacher.hidden_blocks)
-    have = (list(arch.get("widths", [])), arch.get("hidden_blocks"))
-    if have != want:
-        raise ValueError(
-            f"{path}: teacher architecture (widths {have[0]}, hidden_blocks {have[1]}) does not "
-            f"match the config (teacher.widths {want[0]}, teacher.hidden_blocks {want[1]})"
-        )
-    if arch.get("n_inputs") != meta.n_params + meta.n_spatial or arch.get(
-        "n_outputs"
-    ) != meta.n_channels or list(tstate.get("dims", [])) != list(meta.dims):
-        raise ValueError(
-            f"{path}: teacher was trained for another dataset layout (inputs "
-            f"{arch.get('n_inputs')}, outputs {arch.get('n_outputs')}, dims {tstate.get('dims')}; "
-            f"dataset needs {meta.n_params + meta.n_spatial}, {meta.n_channels}, {list(meta.dims)})"
-        )
-    if tstate.get("dataset_hash") != dataset_hash:
-        raise ValueError(
-            f"{path}: teacher was trained on another dataset (dataset hash "
-            f"{tstate.get('dataset_hash')!r}, this dataset's is {dataset_hash!r})"
-        )
-
-
 def prepare(cfg: Config, dataset: Path, teacher: Path) -> SetContext:
     configure_threads(cfg.runtime.threads)
     if cfg.distill_set.dtype not in _DTYPES:
@@ -262,17 +176,18 @@ def prepare(cfg: Config, dataset: Path, teacher: Path) -> SetContext:
     device = resolve_device(cfg.runtime.device)
     meta, store = load_dataset_meta(dataset)
     model, tstate = load_teacher(Path(teacher), device)
-    check_teacher(Path(teacher), tstate, meta, store.config_hash, cfg)
+    check_teacher(Path(teacher), tstate, meta, store.content_hash)
+    teacher_sha256 = provenance.sha256_file(teacher)
+    inputs = {"dataset": store.content_hash, "teacher": teacher_sha256}
     return SetContext(
         cfg=cfg,
         meta=meta,
-        dataset_hash=store.config_hash,
+        dataset_hash=store.content_hash,
         model=model,
-        teacher_config_hash=str(tstate.get("config_hash", "")),
-        teacher_sha256=file_sha256(Path(teacher)),
+        teacher_sha256=teacher_sha256,
         device=device,
         params01=distill_params(cfg.distill_set.n_params, meta.n_params),
-        config_hash=set_config_hash(cfg),
+        produced_by=provenance.record("distill_set", cfg, inputs),
     )
 
 
@@ -297,11 +212,11 @@ def compute_shard(ctx: SetContext, shard: int, path: Path) -> Path:
             sums: dict[str, list[str]] = {"values": [], "coords": []}
             for k, j in enumerate(range(lo, hi)):
                 theta = torch.from_numpy(ctx.params01[j])
-                if ctx.mode == "full":
-                    vol = teacher_volume(ctx.model, theta, ctx.meta.dims, batch, ctx.device)
-                else:
+                pts = None
+                if ctx.mode == "subset":
                     pts = subset_coords(seed, j, ctx.n_points, ctx.meta.n_spatial)
-                    vol = teacher_points(ctx.model, theta, pts, batch, ctx.device)
+                vol = teacher_values(ctx.model, theta, ctx.meta.dims, batch, ctx.device, pts)
+                if pts is not None:
                     write_chunk(coords, k, pts)
                     sums["coords"].append(digest(pts))
                 vol = vol.astype(ctx.dtype)
@@ -439,8 +354,8 @@ def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
                 "points_per_param": ctx.n_points,
                 "shard_size": cfg.distill_set.shard_size,
                 "n_shards": n_shards(cfg),
-                "teacher_config_hash": ctx.teacher_config_hash,
                 "checksums": sums,
+                "content_sha256": set_content_hash(sums, ctx.params01, ctx.identity()),
                 "bytes": int(nbytes),  # in memory, at the stored precision (values + coords)
                 "disk_bytes": int(_dir_bytes(tmp)),  # on disk (compressed), links counted once
                 "storage": "+".join(sorted(storage)) or "none",
@@ -496,6 +411,8 @@ def build_distill_set(
         bytes=facts["bytes"],
         disk_bytes=facts["disk_bytes"],
         storage=facts["storage"],
+        produced_by=ctx.produced_by,
+        content_sha256=facts["content_sha256"],
     )
     log.info("%s: %d parameters, %.1f MB in memory, %.1f MB on disk", out, facts["n_params"],
              facts["bytes"] / 2**20, facts["disk_bytes"] / 2**20)

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hyperinr import provenance
 from hyperinr.config import Config
 from hyperinr.data.store import write_frames_store
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import grid_coords, n_voxels
+from hyperinr.models.coordnet import load_teacher, teacher_values
+from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.models.inr import INR
 from hyperinr.stages.common import DatasetTensors, load_dataset_meta, write_info
-from hyperinr.stages.distill import load_hyperinr
-from hyperinr.stages.teacher import load_teacher, teacher_volume
 
 METHODS = ("teacher", "hyperinr")
 
@@ -51,13 +52,15 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
     meta, store = load_dataset_meta(dataset)
     lo, hi = meta.value_range
     batch = cfg.evaluate.batch_size
+    inputs = {"dataset": store.content_hash, "model": provenance.sha256_file(model_path)}
+    produced_by = provenance.record(f"predict_{method}", cfg, inputs)
     timings: dict[str, list[float]] = {"generate_ms": [], "infer_seconds": []}
 
     if method == "teacher":
         teacher, _ = load_teacher(model_path, device)
 
         def volume(i: int) -> np.ndarray:
-            return teacher_volume(teacher, meta.params01[i], meta.dims, batch, device)
+            return teacher_values(teacher, meta.params01[i], meta.dims, batch, device)
 
     else:
         hyper, _ = load_hyperinr(model_path, device)
@@ -71,7 +74,7 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
             return inr_volume(inr, meta.dims, batch, device)
 
     # the store's attrs are written after the last frame, so the generator can still add to them
-    attrs = {"method": method, "value_range": [lo, hi]}
+    attrs = {"method": method, "value_range": [lo, hi], "produced_by": produced_by}
     start = time.perf_counter()
 
     def frames() -> Iterator[np.ndarray]:
@@ -96,5 +99,12 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
     }
     if timings["generate_ms"]:
         extra["generate_ms_median"] = round(float(np.median(timings["generate_ms"])), 4)
-    write_info(out.with_suffix(".json"), f"predict_{method}", wall, device=str(device), **extra)
+    write_info(
+        out.with_suffix(".json"),
+        f"predict_{method}",
+        wall,
+        device=str(device),
+        produced_by=produced_by,
+        **extra,
+    )
     return out

@@ -1,0 +1,98 @@
+"""Provenance: every artifact records the hash of exactly what produced it.
+
+A stage's provenance is its name, the slice of the config it reads (`STAGE_READS`, the same
+slice the Snakemake rule passes and hashes as its `params`, so "what triggers a rerun" and
+"what identifies a result" are one list) and the *content* hashes of its inputs. Content, not
+names or timestamps: a teacher retrained with the same settings but different weights is a
+different input to the distillation set. Because every artifact's hash feeds the next stage's
+inputs, a change anywhere upstream changes every hash downstream, and a checkpoint resumes only
+when its recorded hash equals the current one (`hyperinr.train`).
+
+Content hashes: files (model.pt) are hashed whole (`sha256_file`); Zarr stores record theirs
+when they are written (`content_sha256` attr: the dataset and prediction frames as written, the
+distillation set from its per-parameter SHA-256s), so no stage rereads a store to hash it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hyperinr.config import Config
+
+# Dotted config keys each stage reads. runtime.threads is not here: it changes no number a
+# stage writes, and the rules pass it with --threads from their `threads:` directive.
+STAGE_READS: dict[str, tuple[str, ...]] = {
+    "simulate": ("simulate",),
+    "ingest": ("dataset",),
+    "teacher": ("teacher", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
+    "distill_set": ("distill_set", "runtime.seed", "runtime.device"),
+    "distill": ("hyperinr", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
+    "predict_teacher": ("evaluate.batch_size", "runtime.device"),
+    "predict_hyperinr": ("evaluate.batch_size", "runtime.device"),
+    "predict_lerp": ("hyperinr.k_nearest",),
+    "evaluate": (),
+    "report": ("evaluate.slice_frames",),
+}
+HASH_CHARS = 24
+
+
+def _reads(stage: str, plain: Mapping[str, Any]) -> tuple[str, ...]:
+    if stage not in STAGE_READS:
+        raise ValueError(f"unknown stage '{stage}' (one of {', '.join(STAGE_READS)})")
+    keys = STAGE_READS[stage]
+    if stage == "distill" and plain.get("hyperinr", {}).get("targets") == "on_demand":
+        keys = (*keys, "distill_set")  # on demand, distill samples the set's parameters itself
+    return keys
+
+
+def stage_slice(config: Config | Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The nested sub-mapping of `config` that `stage` reads (keys of STAGE_READS only).
+
+    Takes the typed Config (stages) or the plain validated dict (the Snakemake rules): both
+    give the same slice, since the schema's defaults equal the dataclasses' (tests/test_config).
+    """
+    plain = config.to_dict() if isinstance(config, Config) else config
+    out: dict[str, Any] = {}
+    for dotted in _reads(stage, plain):
+        *parents, leaf = dotted.split(".")
+        src: Any = plain
+        dst = out
+        for key in parents:
+            src = src[key]
+            dst = dst.setdefault(key, {})
+        dst[leaf] = json.loads(json.dumps(src[leaf]))  # plain JSON types, a deep copy
+    return out
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record(stage: str, config: Config | Mapping[str, Any], inputs: Mapping[str, str]) -> dict:
+    """{"stage", "config" (the slice), "inputs" (name -> content hash), "hash"}: stored with
+    the artifact; `hash` is what a checkpoint must match to be resumed."""
+    body = {"stage": stage, "config": stage_slice(config, stage), "inputs": dict(inputs)}
+    return {**body, "hash": sha256_json(body)[:HASH_CHARS]}
+
+
+def require(value: Any, where: str, what: str = "content_sha256") -> str:
+    """A recorded hash, or a one-line error naming the artifact that predates provenance."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"{where}: records no {what} (written by an older hyperinr); rerun the stage "
+            "that made it"
+        )
+    return value
