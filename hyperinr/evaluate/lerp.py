@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from hyperinr import provenance
 from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
 from hyperinr.models.interpolation import interpolation_weights
-from hyperinr.stages.common import write_info
+from hyperinr.stage_info import write_info
 
 __all__ = ["interpolation_weights", "lerp_predict", "lerp_weights"]
 
@@ -75,7 +75,7 @@ def lerp_predict(
     """Write the LERP prediction store (physical units, one chunk per frame) atomically.
 
     Returns the stage info {"stage": "predict_lerp", "wall_seconds", "method", "frames", "k",
-    "n_train"}, also written to `info_path` (when given) by `hyperinr.stages.common.write_info`,
+    "n_train"}, also written to `info_path` (when given) by `hyperinr.stage_info.write_info`,
     like every other stage's info.
     """
     t0 = time.perf_counter()

@@ -1,10 +1,7 @@
-"""What several stages need: the dataset as tensors, the teacher check and a stage record."""
+"""What several stages need: the dataset as tensors and the teacher check."""
 
 from __future__ import annotations
 
-import json
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.atomic import atomic_path
 from hyperinr.data.store import open_dataset
 
 
@@ -63,23 +59,6 @@ def read_frames(store: Any, indices: list[int], dtype: torch.dtype = torch.float
         frame = np.asarray(store.frames[i], dtype=np.float32)
         out.append(torch.from_numpy(frame.reshape(-1, max(1, store.n_channels))).to(dtype))
     return torch.stack(out)
-
-
-def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) -> Path:
-    """Stage record read by the report: wall time, machine, and what the stage measured."""
-    info = {
-        "stage": stage,
-        "wall_seconds": round(float(wall_seconds), 3),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": platform.node(),
-        "torch": torch.__version__,
-        "device": extra.pop("device", "cpu"),
-        **extra,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-    return path
 
 
 def check_teacher(

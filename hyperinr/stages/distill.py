@@ -16,7 +16,8 @@ from hyperinr.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import load_teacher
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
 from hyperinr.sampling import distill_params, encoder_positions
-from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta, write_info
+from hyperinr.stage_info import write_info
+from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta
 from hyperinr.train import discard_checkpoint, rank_batch_size, train
 
 

@@ -49,7 +49,8 @@ from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
 from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
 from hyperinr.sampling import distill_params
-from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta, write_info
+from hyperinr.stage_info import write_info
+from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from hyperinr.grid import grid_coords, n_voxels
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.models.inr import INR
-from hyperinr.stages.common import DatasetTensors, load_dataset_meta, write_info
+from hyperinr.stage_info import write_info
+from hyperinr.stages.common import DatasetTensors, load_dataset_meta
 
 METHODS = ("teacher", "hyperinr")
 

@@ -14,7 +14,8 @@ from hyperinr.config import Config
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
-from hyperinr.stages.common import load_dataset_meta, read_frames, write_info
+from hyperinr.stage_info import write_info
+from hyperinr.stages.common import load_dataset_meta, read_frames
 from hyperinr.train import discard_checkpoint, rank_batch_size, train
 
 log = logging.getLogger(__name__)
