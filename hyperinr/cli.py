@@ -139,6 +139,12 @@ def _cmd_report(cfg: Config, args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_compare_modes(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.report import write_modes_summary
+
+    print(write_modes_summary(Path(args.metrics), [Path(p) for p in args.info], Path(args.out)))
+
+
 def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
     import numpy as np
     import torch
@@ -228,6 +234,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (repeatable)")
     p.add_argument("--info", action="append", default=[], help="stage info JSON (repeatable)")
     p.add_argument("--out-dir", required=True)
+    p = verb("compare-modes", _cmd_compare_modes, "distillation-target modes side by side")
+    p.add_argument("--metrics", required=True, help="metrics CSV of the hyperinr_<mode> models")
+    p.add_argument("--info", action="append", default=[], help="hyperinr_<mode>/info.json")
+    p.add_argument("--out", required=True, help="output Markdown table")
     p = verb("export", _cmd_export, "write a standalone INR for one parameter value")
     p.add_argument("--model", required=True, help="HyperINR model.pt")
     p.add_argument("--param", required=True, type=float, nargs="+", help="physical value(s)")

@@ -145,6 +145,9 @@ class HyperINRConfig:
     )
     k_nearest: int = 4
     targets: str = "precomputed"  # precomputed (the distillation set) | on_demand (the teacher)
+    targets_mode: str = "teacher"  # teacher | corrected | hybrid (hyperinr/data/target_modes.py)
+    shrinkage: float | None = None  # a of targets_mode corrected; None: leave-one-out choice
+    hybrid_fraction: float = 0.25  # ground-truth share of each batch (targets_mode hybrid)
     buffer_mb: int = 2048  # host memory for the set; a larger set is streamed from disk
     loader_threads: int = 2  # background threads reading the set when streaming
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, eps=1e-10))

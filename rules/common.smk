@@ -28,7 +28,8 @@ DEFAULT_RESOURCES = {
 
 
 wildcard_constraints:
-    method="hyperinr|teacher|lerp",
+    method="hyperinr|teacher|lerp|hyperinr_teacher|hyperinr_corrected|hyperinr_hybrid",
+    model="hyperinr|hyperinr_teacher|hyperinr_corrected|hyperinr_hybrid",
     shard=r"\d+",
 
 
@@ -75,10 +76,16 @@ def dataset_files():
 
 
 def model_for(wildcards):
-    """The trained model a prediction needs (LERP needs none)."""
+    """The trained model a prediction needs (LERP needs none); hyperinr_<mode> models live in
+    their own directory."""
     if wildcards.method == "lerp":
         return []
     return f"{RESULTS}/{wildcards.method}/model.pt"
+
+
+def predict_kind(wildcards):
+    """The predict verb's --method: hyperinr_<mode> models predict like hyperinr."""
+    return "hyperinr" if wildcards.method.startswith("hyperinr") else wildcards.method
 
 
 def predictions():
@@ -114,11 +121,45 @@ def distill_shards():
     return [f"{RESULTS}/distill_set/shards/shard_{i}.zarr" for i in range(n)]
 
 
+TARGET_MODES = ["teacher", "corrected", "hybrid"]
+
+
+def distill_mode(wildcards):
+    """`hyperinr` trains the configured targets_mode; `hyperinr_<mode>` that mode (rule
+    target_modes compares them, all from one teacher and one distillation set)."""
+    _, sep, mode = wildcards.model.partition("_")
+    return mode if sep else config["hyperinr"]["targets_mode"]
+
+
 def distill_inputs(wildcards):
-    """The distillation set, or (targets on_demand) the teacher it would be computed from."""
-    source = "teacher" if on_demand() else "distill_set"
-    path = f"{RESULTS}/teacher/model.pt" if on_demand() else f"{RESULTS}/distill_set.zarr"
-    return {"dataset": f"{RESULTS}/dataset.zarr", source: path}
+    """The distillation set (or, targets on_demand, the teacher it would be computed from);
+    the teacher too when the targets mode needs its outputs at the training frames."""
+    inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
+    if not on_demand():
+        inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
+    if on_demand() or distill_mode(wildcards) != "teacher":
+        inputs["teacher"] = f"{RESULTS}/teacher/model.pt"
+    return inputs
+
+
+def distill_config(wildcards):
+    """stage_config("distill") with the mode of this model directory."""
+    cfg = json.loads(json.dumps(config))
+    cfg["hyperinr"]["targets_mode"] = distill_mode(wildcards)
+    return json.dumps(stage_slice(cfg, "distill"), sort_keys=True)
+
+
+def distill_sources(wildcards, input):
+    args = [f"--distill-set {input.distill_set}"] if "distill_set" in input.keys() else []
+    if "teacher" in input.keys():
+        args.append(f"--teacher {input.teacher}")
+    return " ".join(args)
+
+
+def target_mode_predictions():
+    """What the target_modes rule compares (HyperINR taught in every mode, the teacher, LERP)."""
+    methods = [f"hyperinr_{m}" for m in TARGET_MODES] + ["teacher", "lerp"]
+    return {m: f"{RESULTS}/predictions/{m}.zarr" for m in methods}
 
 
 def all_outputs():

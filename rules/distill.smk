@@ -52,17 +52,15 @@ rule distill:
     input:
         unpack(distill_inputs),
     output:
-        model=f"{RESULTS}/hyperinr/model.pt",
-        info=f"{RESULTS}/hyperinr/info.json",
+        model=f"{RESULTS}/{{model}}/model.pt",
+        info=f"{RESULTS}/{{model}}/info.json",
     params:
-        cfg=stage_config("distill"),
-        source=lambda wildcards, input: (
-            f"--teacher {input.teacher}" if on_demand() else f"--distill-set {input.distill_set}"
-        ),
+        cfg=distill_config,
+        source=distill_sources,
         out_dir=parent_of("model"),
         launcher=trainer("distill")["launcher"],
     log:
-        f"{LOGS}/distill.log",
+        f"{LOGS}/distill_{{model}}.log",
     threads: trainer("distill")["threads"]
     resources:
         gpu=trainer("distill")["gpu"],

@@ -6,7 +6,8 @@ rule predict:
         store=directory(f"{RESULTS}/predictions/{{method}}.zarr"),
         info=f"{RESULTS}/predictions/{{method}}.json",
     params:
-        cfg=lambda wildcards: stage_config(f"predict_{wildcards.method}"),
+        cfg=lambda wildcards: stage_config(f"predict_{predict_kind(wildcards)}"),
+        kind=predict_kind,
         model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
     log:
         f"{LOGS}/predict_{{method}}.log",
@@ -19,7 +20,7 @@ rule predict:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr predict --config-json {params.cfg:q} --threads {threads}"
-        " --method {wildcards.method}"
+        " --method {params.kind}"
         " --dataset {input.dataset:q} {params.model} --out {output.store:q} > {log:q} 2>&1"
 
 
@@ -90,3 +91,38 @@ rule report:
         "hyperinr report --config-json {params.cfg:q} --dataset {input.dataset:q}"
         " --metrics {input.metrics:q} {params.preds} {params.infos}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule target_modes:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        predictions=list(target_mode_predictions().values()),
+        infos=[f"{RESULTS}/hyperinr_{m}/info.json" for m in TARGET_MODES],
+    output:
+        metrics=report(
+            f"{RESULTS}/report/target_modes.csv",
+            caption="../workflow/report/target_modes.rst",
+            category="Target modes",
+        ),
+        provenance=f"{RESULTS}/report/target_modes.provenance.json",
+        summary=report(
+            f"{RESULTS}/report/target_modes.md",
+            caption="../workflow/report/target_modes.rst",
+            category="Target modes",
+        ),
+    params:
+        preds=" ".join(f"--pred {m}={p}" for m, p in target_mode_predictions().items()),
+        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+    log:
+        f"{LOGS}/target_modes.log",
+    threads: 1
+    resources:
+        gpu=resource("evaluate", "gpu"),
+        runtime=resource("evaluate", "runtime"),
+        mem_mb=resource("evaluate", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "(hyperinr evaluate --dataset {input.dataset:q} {params.preds} --out {output.metrics:q}"
+        " && hyperinr compare-modes --metrics {output.metrics:q} {params.infos}"
+        " --out {output.summary:q}) > {log:q} 2>&1"

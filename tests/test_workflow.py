@@ -166,7 +166,7 @@ def test_forcerun_distill_reruns_only_distill_and_downstream_from_step_0(workdir
     snakemake(workdir, "--forcerun", "distill")
     assert teacher.stat().st_mtime_ns == before
     new = _info(workdir, "hyperinr")
-    log = (workdir / "logs/tgv16_test/distill.log").read_text()
+    log = (workdir / "logs/tgv16_test/distill_hyperinr.log").read_text()
     assert new["resumed_from"] == 0 and "resuming" not in log, log
     assert new["finished"] != old["finished"] or new["run_seconds"] != old["run_seconds"]
     assert new["wall_seconds"] <= new["run_seconds"]  # this run's training, nothing inherited
@@ -216,7 +216,7 @@ def test_killed_distill_resumes_exactly(workdir):
     killed_at = torch.load(checkpoint, weights_only=False)["step"]
     snakemake(workdir, "--unlock")  # what Snakemake asks for after a kill
     snakemake(workdir, "--forcerun", "distill")  # the same command again: it continues
-    log = (workdir / "logs/tgv16_test/distill.log").read_text()
+    log = (workdir / "logs/tgv16_test/distill_hyperinr.log").read_text()
     assert f"resuming from step {killed_at}" in log, log
     assert _info(workdir, "hyperinr")["resumed_from"] == killed_at
     assert _same_weights(_weights(model), reference)

@@ -109,7 +109,8 @@ def _verdict(means: dict[str, dict[str, float]], what: str) -> list[str]:
             who = ", ".join(f"**{w}**" for w in winners)
             tie = " (tie)" if len(winners) > 1 else ""
             lines.append(f"- Best mean {key.upper()} on {what}: {who}{tie} ({fmt(top)}{unit}).")
-    for a, b in (("hyperinr", "teacher"), ("hyperinr", "lerp")):
+    students = [m for m in means if m.startswith("hyperinr")]
+    for a, b in ((s, ref) for s in students for ref in ("teacher", "lerp")):
         if a in means and b in means:
             dp = means[a]["psnr"] - means[b]["psnr"]
             ds = means[a]["ssim"] - means[b]["ssim"]
@@ -140,11 +141,29 @@ def _stage_rows(stage_infos: Sequence[str | Path]) -> list[str]:
         extras = ", ".join(
             f"{k}={_cell(v)}"
             for k, v in info.items()
-            if k not in ("stage", "wall_seconds", "produced_by")
+            if k not in ("stage", "wall_seconds", "produced_by", "shrinkage_choice")
         )
         lines.append(f"| {_cell(stage)} | {fmt_duration(wall)} | {extras} |")
     lines.append(f"| **total** | {fmt_duration(total)} | |")
     return lines
+
+
+def _targets_line(info: dict[str, Any]) -> str:
+    """How the HyperINR model was taught, from its info.json (distill stage)."""
+    mode = info.get("targets_mode", "teacher")
+    text = f"`{mode}`"
+    if mode == "corrected":
+        choice = info.get("shrinkage_choice")
+        if isinstance(choice, dict):
+            text += (
+                f", shrinkage a = {info.get('shrinkage'):g} chosen from the training frames "
+                f"({choice.get('rule')}, {choice.get('held_out')} frames held out)"
+            )
+        else:
+            text += f", shrinkage a = {info.get('shrinkage'):g} (set in the config)"
+    elif mode == "hybrid":
+        text += f", ground-truth share of each batch {info.get('hybrid_fraction'):g}"
+    return text
 
 
 def _provenance_rows(stage_infos: Sequence[str | Path]) -> list[str]:
@@ -195,6 +214,10 @@ def _write_summary(
     unseen = method_means(rows, "unseen")
     train = method_means(rows, "train")
     lines = [f"# HyperINR evaluation: `{ds.name}`", "", "## Dataset", "", *_dataset_facts(ds)]
+    for p in map(Path, stage_infos):
+        info = json.loads(p.read_text()) if p.exists() else {}
+        if info.get("stage") == "distill":
+            lines.append(f"- HyperINR distillation targets: {_targets_line(info)}")
     lines += ["", "## Unseen frames (never shown to the teacher)", ""]
     if any(e["n"] for e in unseen.values()):
         lines += [*_means_table(unseen, store_walls), "", *_verdict(unseen, "unseen frames")]
@@ -414,3 +437,41 @@ def write_report(
     _plot_metrics(paths["psnr_ssim"], ds, rows)
     _plot_slices(paths["slices"], ds, rows, predictions, frames)
     return paths
+
+
+def write_modes_summary(
+    metrics: str | Path, stage_infos: Sequence[str | Path], out: str | Path
+) -> Path:
+    """target_modes.md: every distillation-target mode side by side (rule target_modes).
+
+    One row per method of `metrics` (hyperinr_<mode>, teacher, lerp): unseen and training
+    means, and for the HyperINR rows the distillation's wall time and its mode's settings.
+    """
+    rows = read_metrics(metrics)
+    unseen, train = method_means(rows, "unseen"), method_means(rows, "train")
+    infos: dict[str, dict[str, Any]] = {}
+    for p in map(Path, stage_infos):
+        infos[p.parent.name] = json.loads(p.read_text())
+    lines = [
+        "# Distillation targets side by side",
+        "",
+        "All modes distil from one teacher and one distillation set; PSNR/SSIM means per split.",
+        "",
+        "| method | unseen PSNR (dB) | unseen SSIM | training PSNR (dB) | training SSIM |"
+        " distill wall time | targets |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in unseen:
+        info = infos.get(m, {})
+        wall = fmt_duration(info["wall_seconds"]) if "wall_seconds" in info else "—"
+        how = _targets_line(info) if info else "—"
+        u, t = unseen[m], train.get(m, {"psnr": math.nan, "ssim": math.nan})
+        lines.append(
+            f"| {m} | {fmt_psnr(u['psnr'])} | {fmt_ssim(u['ssim'])} | {fmt_psnr(t['psnr'])} | "
+            f"{fmt_ssim(t['ssim'])} | {wall} | {how} |"
+        )
+    lines += ["", *_verdict(unseen, "unseen frames"), ""]
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return out

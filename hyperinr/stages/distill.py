@@ -12,13 +12,22 @@ from hyperinr import distributed, provenance
 from hyperinr.atomic import clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.loader import Targets, TeacherTargets, open_targets
+from hyperinr.data.target_modes import (
+    MODES,
+    Anchors,
+    CorrectedTargets,
+    HybridTargets,
+    choose_shrinkage,
+)
 from hyperinr.device import configure_threads, resolve_device
-from hyperinr.models.coordnet import load_teacher
+from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
 from hyperinr.sampling import distill_params, encoder_positions
 from hyperinr.stage_info import write_info
-from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta
+from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta, read_frames
 from hyperinr.train import discard_checkpoint, rank_batch_size, train
+
+_TEACHER_BATCH = 65536  # points per teacher call for the anchors (changes no value)
 
 
 def distill_hyperinr(
@@ -45,6 +54,9 @@ def distill_hyperinr(
     batch = rank_batch_size(cfg.hyperinr.train.batch_size)  # this process's share
     world = distributed.world_size()
     targets, inputs = _targets(cfg, meta, store.content_hash, distill_set, teacher, device, batch)
+    targets, mode_facts = _apply_mode(cfg, meta, store, targets, teacher, device, batch)
+    if mode_facts:
+        inputs["teacher"] = provenance.sha256_file(teacher)  # its training-frame outputs
     produced_by = provenance.record("distill", cfg, {"dataset": store.content_hash, **inputs})
     positions = encoder_positions(cfg.hyperinr.n_encoders, meta.n_params, cfg.runtime.seed)
     model = HyperINR(
@@ -99,6 +111,8 @@ def distill_hyperinr(
         parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         run_seconds=round(time.perf_counter() - t0, 3),
         produced_by=produced_by,
+        targets_mode=cfg.hyperinr.targets_mode,
+        **mode_facts,
         **targets.describe(),
         **({"processes": world} if world > 1 else {}),
     )
@@ -146,6 +160,61 @@ def _targets(
         source.close()
         raise ValueError(f"{distill_set}: distillation set was computed for another dataset")
     return source, {"distill_set": ds.content_hash}
+
+
+def _apply_mode(
+    cfg: Config,
+    meta: DatasetTensors,
+    store: Any,
+    source: Targets,
+    teacher: Path | None,
+    device: torch.device,
+    batch: int,
+) -> tuple[Targets, dict[str, Any]]:
+    """Wrap the batch source for targets_mode corrected/hybrid (hyperinr/data/target_modes.py);
+    the anchors read the training frames only, never an unseen one."""
+    mode = cfg.hyperinr.targets_mode
+    if mode == "teacher":
+        return source, {}
+    if mode not in MODES:
+        source.close()
+        raise ValueError(f"hyperinr.targets_mode '{mode}' is not one of {', '.join(MODES)}")
+    if teacher is None:
+        source.close()
+        raise ValueError(f"hyperinr.targets_mode {mode}: distill needs --teacher")
+    anchors = training_anchors(cfg, meta, store, Path(teacher), device)
+    if mode == "hybrid":
+        fraction = cfg.hyperinr.hybrid_fraction
+        return HybridTargets(source, anchors, fraction, batch), {"hybrid_fraction": fraction}
+    facts: dict[str, Any] = {}
+    a = cfg.hyperinr.shrinkage
+    if a is None:
+        choice = choose_shrinkage(anchors)
+        a = choice["chosen"]
+        facts["shrinkage_choice"] = choice
+    return CorrectedTargets(source, anchors, a), facts
+
+
+def training_anchors(
+    cfg: Config, meta: DatasetTensors, store: Any, teacher: Path, device: torch.device
+) -> Anchors:
+    """The training frames and the teacher's outputs at their parameters, on `device`."""
+    model, tstate = load_teacher(teacher, device)
+    check_teacher(teacher, tstate, meta, store.content_hash)
+    train = meta.train_indices
+    outputs = [
+        torch.from_numpy(
+            teacher_values(model, meta.params01[i], meta.dims, _TEACHER_BATCH, device)
+        )
+        for i in train
+    ]
+    return Anchors(
+        params01=meta.params01[train].double().numpy(),
+        ground_truth=read_frames(store, train).to(device),
+        teacher=torch.stack(outputs).to(device),
+        dims=meta.dims,
+        k_nearest=cfg.hyperinr.k_nearest,
+    )
 
 
 def meta_dict(meta: DatasetTensors) -> dict[str, Any]:
