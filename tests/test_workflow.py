@@ -22,8 +22,13 @@ RESULTS = "results/tgv16_test"
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
+def snakemake(
+    workdir: Path, *args: str, targets: tuple[str, ...] = (), timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Snakemake on the tiny config; `targets` go first (--configfile takes every word after
+    it that is not an option)."""
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile",
+           "config/test.yaml"]
     proc = subprocess.run(
         [*cmd, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
     )
@@ -221,6 +226,32 @@ def test_killed_distill_resumes_exactly(workdir):
     assert _info(workdir, "hyperinr")["resumed_from"] == killed_at
     assert _same_weights(_weights(model), reference)
     assert not checkpoint.exists()
+
+
+def test_target_modes_compare_every_mode_from_one_teacher_and_set(workdir):
+    teacher = workdir / RESULTS / "teacher/model.pt"
+    dataset_set = workdir / RESULTS / "distill_set.zarr"
+    before = (teacher.stat().st_mtime_ns, dataset_set.stat().st_mtime_ns)
+    snakemake(workdir, targets=("target_modes",))
+    assert (teacher.stat().st_mtime_ns, dataset_set.stat().st_mtime_ns) == before
+    with open(workdir / RESULTS / "report/target_modes.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    methods = {r["method"] for r in rows}
+    assert methods == {"hyperinr_teacher", "hyperinr_corrected", "hyperinr_hybrid", "teacher",
+                       "lerp"}
+    table = (workdir / RESULTS / "report/target_modes.md").read_text()
+    assert all(f"| {m} |" in table for m in methods), table
+    corrected = _info(workdir, "hyperinr_corrected")
+    assert corrected["targets_mode"] == "corrected"
+    assert corrected["shrinkage"] == corrected["shrinkage_choice"]["chosen"]
+    assert "corrected" in table and "chosen from the training frames" in table
+
+    def train_psnr(method):
+        vals = [float(r["psnr"]) for r in rows if r["method"] == method and r["split"] == "train"]
+        return sum(vals) / len(vals)
+
+    # exact ground truth at the training frames: the corrected student gets closer there
+    assert train_psnr("hyperinr_corrected") > train_psnr("hyperinr_teacher")
 
 
 def test_retrained_teacher_recomputes_the_set_and_hyperinr(workdir):
