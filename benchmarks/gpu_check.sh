@@ -23,6 +23,7 @@ CHECKS=(
   "hashgrid_tcnn_vs_torch|60|pytest $T/test_hashgrid_cuda.py::test_tcnn_matches_torch_cuda"
   "teacher_amp_training|60|pytest $T/test_training_cuda.py::test_sine_layers_stay_float32_under_cuda_autocast $T/test_training_cuda.py::test_teacher_trains_with_amp"
   "hyperinr_amp_training|60|pytest $T/test_training_cuda.py::test_hyperinr_trains_with_amp"
+  "target_modes_cuda_vs_cpu|60|pytest $T/test_target_modes_cuda.py::test_target_modes_match_cpu"
   "tiny_workflow_cuda|300|pytest $T/test_workflow_cuda.py::test_tiny_workflow_on_cuda"
   "bench_inference_cuda|120|script benchmarks/bench_inference.py --device cuda"
 )

@@ -16,19 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hyperinr.config import Config, ConfigError, read_config_file
+from hyperinr.config import Config, ConfigError, merge_dicts, read_config_file
 
 log = logging.getLogger("hyperinr")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def build_config(
@@ -38,15 +28,15 @@ def build_config(
     stage reads, hyperinr.provenance.STAGE_READS) on top, then --threads."""
     data: dict[str, Any] = {}
     for name in files:
-        data = _merge(data, read_config_file(name))
+        data = merge_dicts(data, read_config_file(name))
     if json_text:
         try:
-            data = _merge(data, json.loads(json_text))
+            data = merge_dicts(data, json.loads(json_text))
         except json.JSONDecodeError as err:
             raise ConfigError(f"--config-json is not valid JSON ({err})") from None
     if threads is not None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        data = _merge(data, {"runtime": {"threads": max(1, threads // world)}})
+        data = merge_dicts(data, {"runtime": {"threads": max(1, threads // world)}})
     return Config.from_dict(data)
 
 

@@ -246,18 +246,18 @@ def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
         elif isinstance(default, dict) and isinstance(value, dict):
             # dict-typed fields (hyperinr.encoding, hyperinr.network, resources) merge too: an
             # encoding block naming only n_levels keeps the section's T, F, R1, b, not tcnn's
-            kwargs[name] = _merge_dicts(default, _coerce(hints[name], value, f"{where}.{name}"))
+            kwargs[name] = merge_dicts(default, _coerce(hints[name], value, f"{where}.{name}"))
         else:
             kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
     return dataclasses.replace(base, **kwargs)
 
 
-def _merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`over` merged over `base`, recursively (nested mappings merge, anything else replaces)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge_dicts(out[key], value)
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out

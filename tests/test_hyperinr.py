@@ -87,6 +87,7 @@ def test_generated_inr_does_not_change_when_training_continues():
     x = torch.rand(64, 3)
     inr = model.generate(np.array([0.4]))
     before = inr(x).clone()
+    assert model.generate(np.array([0.9])).network is inr.network  # no copy while unchanged
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     idx, w = model.lookup(np.full((len(x), 1), 0.4))
     model(x, idx, w).sum().backward()

@@ -295,3 +295,16 @@ def test_lint_is_clean():
         timeout=120,
     )
     assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_pressure_config_is_the_default_run_on_the_other_field():
+    """config/tgv64_pressure.yaml overlays config/config.yaml: same settings, field pressure."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+         "config/tgv64_pressure.yaml", "--until", "teacher", "--printshellcmds"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "results/tgv64_pressure/teacher/model.pt" in out
+    assert '\\"hdf5_dataset\\": \\"pressure\\"' in out or '"hdf5_dataset": "pressure"' in out, out

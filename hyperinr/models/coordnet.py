@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyperinr.atomic import atomic_path
 from hyperinr.grid import grid_coords, n_voxels
+from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
 
 OMEGA_0 = 30.0
 MODEL_KIND = "coordnet"
@@ -149,37 +149,21 @@ def teacher_values(
 
 def save_teacher(path: str | Path, model: CoordNet, extra: dict[str, Any]) -> None:
     """model.pt: the architecture, the weights and `extra` (dims, provenance, dataset hash)."""
-    state = {
-        "kind": MODEL_KIND,
-        "arch": {
-            "n_inputs": model.n_inputs,
-            "n_outputs": model.n_outputs,
-            "widths": list(model.widths),
-            "hidden_blocks": model.hidden_blocks,
-        },
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
+    arch = {
+        "n_inputs": model.n_inputs,
+        "n_outputs": model.n_outputs,
+        "widths": list(model.widths),
+        "hidden_blocks": model.hidden_blocks,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_model_file(path, MODEL_KIND, model, {"arch": arch, **extra})
 
 
 def load_teacher(path: str | Path, device: torch.device) -> tuple[CoordNet, dict[str, Any]]:
     """(model in eval mode on `device`, the whole saved state); one-line errors naming `path`."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable teacher checkpoint ({err})") from None
-    if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
-        raise ValueError(f"{path}: not a CoordNet teacher file")
+    state = read_model_file(path, MODEL_KIND, "CoordNet teacher")
     arch = state["arch"]
     model = CoordNet(
         arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"]
     )
-    try:
-        model.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path}: weights do not match the recorded architecture ({err})"
-        ) from None
+    load_weights(path, model, state)
     return model.to(device).eval(), state
