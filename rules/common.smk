@@ -4,6 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from hyperinr.data.target_modes import MODES as TARGET_MODES
 from hyperinr.provenance import stage_slice
 
 
@@ -27,9 +28,12 @@ DEFAULT_RESOURCES = {
 }
 
 
+MODE_MODELS = [f"hyperinr_{m}" for m in TARGET_MODES]  # the target_modes rule's models
+
+
 wildcard_constraints:
-    method="hyperinr|teacher|lerp|hyperinr_teacher|hyperinr_corrected|hyperinr_hybrid",
-    model="hyperinr|hyperinr_teacher|hyperinr_corrected|hyperinr_hybrid",
+    method="|".join(["hyperinr", "teacher", "lerp", *MODE_MODELS]),
+    model="|".join(["hyperinr", *MODE_MODELS]),
     shard=r"\d+",
 
 
@@ -121,9 +125,6 @@ def distill_shards():
     return [f"{RESULTS}/distill_set/shards/shard_{i}.zarr" for i in range(n)]
 
 
-TARGET_MODES = ["teacher", "corrected", "hybrid"]
-
-
 def distill_mode(wildcards):
     """`hyperinr` trains the configured targets_mode; `hyperinr_<mode>` that mode (rule
     target_modes compares them, all from one teacher and one distillation set)."""
@@ -158,7 +159,7 @@ def distill_sources(wildcards, input):
 
 def target_mode_predictions():
     """What the target_modes rule compares (HyperINR taught in every mode, the teacher, LERP)."""
-    methods = [f"hyperinr_{m}" for m in TARGET_MODES] + ["teacher", "lerp"]
+    methods = [*MODE_MODELS, "teacher", "lerp"]
     return {m: f"{RESULTS}/predictions/{m}.zarr" for m in methods}
 
 

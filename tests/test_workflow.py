@@ -301,7 +301,7 @@ def test_pressure_config_is_the_default_run_on_the_other_field():
     """config/tgv64_pressure.yaml overlays config/config.yaml: same settings, field pressure."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
-         "config/tgv64_pressure.yaml", "--until", "teacher", "--printshellcmds"],
+         "config/tgv64_pressure.yaml", "--until", "teacher", "--forceall", "--printshellcmds"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     out = proc.stdout + proc.stderr
