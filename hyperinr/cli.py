@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,7 @@ from hyperinr.config import Config, ConfigError, merge_dicts, read_config_file
 log = logging.getLogger("hyperinr")
 
 
-def build_config(
-    files: list[str], json_text: str | None, threads: int | None = None
-) -> Config:
+def build_config(files: list[str], json_text: str | None, threads: int | None = None) -> Config:
     """Config files merged in order, then inline JSON (what Snakemake rules pass: the slice the
     stage reads, hyperinr.provenance.STAGE_READS) on top, then --threads."""
     data: dict[str, Any] = {}
@@ -45,6 +44,15 @@ def _cmd_simulate(cfg: Config, args: argparse.Namespace) -> None:
 
     out_dir = Path(args.out_dir) if args.out_dir else None
     print(simulate_tgv(cfg.simulate, out_dir))
+
+
+def _cmd_scene(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.data.scene import write_scene
+    from hyperinr.device import configure_threads, resolve_device
+
+    configure_threads(cfg.runtime.threads)
+    scene = cfg.scene if not args.out_dir else replace(cfg.scene, output_dir=args.out_dir)
+    write_scene(cfg.dataset.task, scene, resolve_device(cfg.runtime.device))
 
 
 def _cmd_ingest(cfg: Config, args: argparse.Namespace) -> None:
@@ -90,7 +98,11 @@ def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
 
         out = Path(args.out)
         lerp_predict(
-            Path(args.dataset), out, k=cfg.hyperinr.k_nearest, info_path=out.with_suffix(".json")
+            Path(args.dataset),
+            out,
+            k=cfg.hyperinr.k_nearest,
+            power=cfg.hyperinr.idw_power,
+            info_path=out.with_suffix(".json"),
         )
         return
     from hyperinr.stages.predict import predict
@@ -126,6 +138,31 @@ def _cmd_report(cfg: Config, args: argparse.Namespace) -> None:
         [Path(p) for p in args.info],
         Path(args.out_dir),
         slice_frames=list(cfg.evaluate.slice_frames) if cfg.evaluate.slice_frames else None,
+        sections=[Path(p) for p in args.section],
+    )
+
+
+def _cmd_view_gain(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.view_gain import write_view_gain
+
+    result = write_view_gain(
+        Path(args.dataset), Path(args.metrics), Path(args.out_png), Path(args.out_md)
+    )
+    print(json.dumps(result, indent=1))
+
+
+def _cmd_render_shadows(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.shadows import render_shadows
+
+    render_shadows(
+        cfg,
+        Path(args.dataset),
+        Path(args.scene),
+        Path(args.model),
+        _pairs(args.pred),
+        Path(args.out_png),
+        Path(args.out_csv),
+        Path(args.out_md),
     )
 
 
@@ -185,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verb("simulate", _cmd_simulate, "generate the default Taylor-Green vortex dataset")
     p.add_argument("--out-dir")
+    p = verb("scene", _cmd_scene, "render the NVS images or DGS shadow volumes (dataset.task)")
+    p.add_argument("--out-dir", help="default scene.output_dir")
     p = verb("ingest", _cmd_ingest, "read frames + parameters into the Zarr dataset")
     p.add_argument("--out", required=True)
     p = verb("teacher", _cmd_teacher, "train the CoordNet teacher")
@@ -223,7 +262,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True)
     p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (repeatable)")
     p.add_argument("--info", action="append", default=[], help="stage info JSON (repeatable)")
+    p.add_argument(
+        "--section", action="append", default=[], help="Markdown section to include (repeatable)"
+    )
     p.add_argument("--out-dir", required=True)
+    p = verb(
+        "view-gain", _cmd_view_gain, "HyperINR - LERP PSNR over (theta, phi), t-test (Fig. 13)"
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-md", required=True)
+    p = verb("render-shadows", _cmd_render_shadows, "DGS: render with shadows per method (Fig. 16)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--scene", required=True, help="the scene's frames.h5 (base volume, TF)")
+    p.add_argument("--model", required=True, help="HyperINR model.pt (the shadow INRs)")
+    p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (repeatable)")
+    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
     p = verb("compare-modes", _cmd_compare_modes, "distillation-target modes side by side")
     p.add_argument("--metrics", required=True, help="metrics CSV of the hyperinr_<mode> models")
     p.add_argument("--info", action="append", default=[], help="hyperinr_<mode>/info.json")

@@ -45,6 +45,10 @@ class ParamsConfig:
     names: tuple[str, ...] = ("t",)
     values: tuple[tuple[float, ...], ...] | None = None
     sidecar: str | None = None
+    # declared [min, max] per parameter (physical units); None: the frames' own min/max. A
+    # periodic parameter needs one (its period is max - min), and values outside fail ingest.
+    ranges: tuple[tuple[float, float], ...] | None = None
+    periodic: tuple[str, ...] = ()  # names of periodic parameters (an azimuth in degrees)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class SplitConfig:
 
     train_every: int | None = 4
     train_indices: tuple[int, ...] | None = None
+    train_first: int | None = None  # the first N frames train (generated scenes list them first)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,41 @@ class SimulateConfig:
 
 
 @dataclass(frozen=True)
+class SceneConfig:
+    """The NVS / DGS datasets, rendered by the workflow from one real volume (hyperinr.scene).
+
+    NVS: images of the volume from `n_train` + `n_test` view directions; DGS: shadow volumes
+    (transmittance toward a directional light) for `n_theta` x `n_phi` light directions, of
+    which `n_train` evenly spread ones train. The volume is frame `frame` of an HDF5 dataset
+    (default: the simulated Taylor-Green vortex), resampled to `resolution`^3 and normalised
+    to [0, 1] by its own min/max.
+    """
+
+    activate: bool = False
+    volume_file: str = "resources/tgv32/tgv.h5"
+    volume_dataset: str = "vorticity"
+    frame: int = -1
+    resolution: int = 32
+    output_dir: str = "resources/scene"
+    transfer_function: dict[str, Any] | None = None  # hyperinr.render.TransferFunction keys
+    n_steps: int = 96  # samples per primary ray across the box diagonal
+    shadow_steps: int = 64  # samples per secondary (shadow) ray
+    # NVS
+    image_size: int = 64
+    camera_distance: float = 2.2
+    fov_deg: float = 40.0
+    theta_range: tuple[float, float] = (30.0, 150.0)  # polar angles of the views (degrees)
+    # DGS
+    n_theta: int = 5
+    n_phi: int = 30
+    light_theta_range: tuple[float, float] = (30.0, 150.0)
+    view_deg: tuple[float, float] = (65.0, 20.0)  # (theta, phi) of the camera of the DGS renders
+    # both
+    n_train: int = 100
+    n_test: int = 100  # NVS only; DGS evaluates every light direction
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Shared knobs of the one training loop (teacher and HyperINR)."""
 
@@ -109,6 +149,15 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
+class GaussianConfig:
+    """n-D sampling around the training parameters: `count` samples in all, spread over them,
+    with standard deviation `sigma` in normalised parameter units (Sec. 3, Fig. 5)."""
+
+    count: int = 0
+    sigma: float = 0.05
+
+
+@dataclass(frozen=True)
 class DistillSetConfig:
     """The teacher's outputs at N_D parameters, computed in shards of `shard_size` parameters."""
 
@@ -118,6 +167,9 @@ class DistillSetConfig:
     shard_size: int = 8  # parameters per shard (one Snakemake job each)
     mode: str = "full"  # full: the whole grid per parameter | subset: random points per parameter
     points_per_param: int = 65536  # random coordinates per parameter (mode subset only)
+    # n-D only (Fig. 5): n_params = Poisson-disk + gaussian.count + uniform parameters
+    gaussian: GaussianConfig = field(default_factory=lambda: GaussianConfig(sigma=0.03))
+    uniform: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +196,10 @@ class HyperINRConfig:
         }
     )
     k_nearest: int = 4
+    idw_power: float = 1.0  # Shepard exponent p of the n-D weights (Eq. 4; the paper's p = 1)
+    # n-D only: n_encoders = Poisson-disk + encoder_gaussian.count positions; or explicit ones
+    encoder_gaussian: GaussianConfig = field(default_factory=GaussianConfig)
+    positions: tuple[tuple[float, ...], ...] | None = None  # normalised [N, P]; wins if given
     targets: str = "precomputed"  # precomputed (the distillation set) | on_demand (the teacher)
     targets_mode: str = "teacher"  # teacher | corrected | hybrid (hyperinr/data/target_modes.py)
     shrinkage: float | None = None  # a of targets_mode corrected; None: leave-one-out choice
@@ -172,6 +228,7 @@ class RuntimeConfig:
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill_set: DistillSetConfig = field(default_factory=DistillSetConfig)
     hyperinr: HyperINRConfig = field(default_factory=HyperINRConfig)

@@ -27,15 +27,17 @@ from hyperinr.config import Config
 # stage writes, and the rules pass it with --threads from their `threads:` directive.
 STAGE_READS: dict[str, tuple[str, ...]] = {
     "simulate": ("simulate",),
+    "scene": ("scene", "dataset.task", "runtime.device"),
     "ingest": ("dataset",),
     "teacher": ("teacher", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
     "distill_set": ("distill_set", "runtime.seed", "runtime.device"),
     "distill": ("hyperinr", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
     "predict_teacher": ("evaluate.batch_size", "runtime.device"),
     "predict_hyperinr": ("evaluate.batch_size", "runtime.device"),
-    "predict_lerp": ("hyperinr.k_nearest",),
+    "predict_lerp": ("hyperinr.k_nearest", "hyperinr.idw_power"),
     "evaluate": (),
     "report": ("evaluate.slice_frames",),
+    "shadows": ("scene", "runtime.device"),
 }
 HASH_CHARS = 24
 

@@ -4,11 +4,15 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from hyperinr.config import Config
 from hyperinr.data.target_modes import MODES as TARGET_MODES
 from hyperinr.provenance import stage_slice
+from hyperinr.tasks import check_config, scene_files
 
 
 validate(config, schema="../workflow/schemas/config.schema.yaml")
+check_config(Config.from_dict(config))  # what the task cannot do fails here, naming the key
+TASK = config["dataset"]["task"]
 
 RESULTS = f"results/{config['dataset']['name']}"
 LOGS = f"logs/{config['dataset']['name']}"
@@ -17,6 +21,7 @@ MODEL_METHODS = ["teacher", "hyperinr"]
 # Requests a scheduler sees; config `resources.<rule>` overrides any of them.
 DEFAULT_RESOURCES = {
     "simulate": {"gpu": 0, "runtime": 30, "mem_mb": 4000},
+    "scene": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
     "ingest": {"gpu": 0, "runtime": 60, "mem_mb": 8000},
     "teacher": {"gpu": 1, "runtime": 240, "mem_mb": 32000},
     "distill_set_shard": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
@@ -65,8 +70,11 @@ def stage_config(stage):
 
 
 def dataset_files():
-    """Frames the ingest reads: the simulation's output, or the user's files as configured."""
+    """Frames the ingest reads: the rendered scene (NVS/DGS), the simulation's output, or the
+    user's files as configured."""
     sim = config["simulate"]
+    if config["scene"]["activate"]:
+        return list(scene_files(config["scene"]["output_dir"]))
     if sim["activate"]:
         return [f"{sim['output_dir']}/tgv.h5", f"{sim['output_dir']}/params.json"]
     files = []
@@ -163,13 +171,29 @@ def target_mode_predictions():
     return {m: f"{RESULTS}/predictions/{m}.zarr" for m in methods}
 
 
+def task_sections():
+    """Markdown sections the task adds to summary.md: the Fig. 13 test (nvs), the shadow
+    renders and their timings (dgs, with a scene to render)."""
+    if TASK == "nvs" and "lerp" in config["evaluate"]["methods"]:
+        return [f"{RESULTS}/report/view_gain.md"]
+    if TASK == "dgs" and config["scene"]["activate"]:
+        return [f"{RESULTS}/report/shadows.md"]
+    return []
+
+
 def all_outputs():
     return [
         f"{RESULTS}/report/summary.md",
         f"{RESULTS}/report/metrics.csv",
         f"{RESULTS}/report/psnr_ssim.png",
         f"{RESULTS}/report/slices.png",
+        *task_sections(),
     ]
+
+
+def shadow_predictions():
+    """What rule shadows renders with: every evaluated method's shadow volumes."""
+    return {m: f"{RESULTS}/predictions/{m}.zarr" for m in config["evaluate"]["methods"]}
 
 
 def parent_of(name):

@@ -18,6 +18,29 @@ rule simulate:
         "hyperinr simulate --config-json {params.cfg:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
+rule scene:
+    input:
+        volume=config["scene"]["volume_file"],
+    output:
+        frames=scene_files(config["scene"]["output_dir"])[0],
+        params=scene_files(config["scene"]["output_dir"])[1],
+    params:
+        cfg=stage_config("scene"),
+        out_dir=parent_of("frames"),
+    log:
+        f"logs/scene/{Path(config['scene']['output_dir']).name}.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("scene", "gpu"),
+        runtime=resource("scene", "runtime"),
+        mem_mb=resource("scene", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr scene --config-json {params.cfg:q} --threads {threads}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
 rule ingest:
     input:
         dataset_files(),

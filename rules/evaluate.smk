@@ -57,6 +57,7 @@ rule report:
         metrics=f"{RESULTS}/report/metrics.csv",
         predictions=list(predictions().values()),
         infos=stage_infos(),
+        sections=task_sections(),
     output:
         summary=report(
             f"{RESULTS}/report/summary.md",
@@ -77,6 +78,7 @@ rule report:
         cfg=stage_config("report"),
         preds=pred_args(),
         infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+        sections=lambda wildcards, input: " ".join(f"--section {p}" for p in input.sections),
         out_dir=parent_of("summary"),
     log:
         f"{LOGS}/report.log",
@@ -89,7 +91,7 @@ rule report:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr report --config-json {params.cfg:q} --dataset {input.dataset:q}"
-        " --metrics {input.metrics:q} {params.preds} {params.infos}"
+        " --metrics {input.metrics:q} {params.preds} {params.infos} {params.sections}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
@@ -126,3 +128,62 @@ rule target_modes:
         "(hyperinr evaluate --dataset {input.dataset:q} {params.preds} --out {output.metrics:q}"
         " && hyperinr compare-modes --metrics {output.metrics:q} {params.infos}"
         " --out {output.summary:q}) > {log:q} 2>&1"
+
+
+rule view_gain:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        metrics=f"{RESULTS}/report/metrics.csv",
+    output:
+        png=report(
+            f"{RESULTS}/report/view_gain.png",
+            caption="../workflow/report/view_gain.rst",
+            category="Metrics",
+        ),
+        md=f"{RESULTS}/report/view_gain.md",
+        json=f"{RESULTS}/report/view_gain.json",
+    log:
+        f"{LOGS}/view_gain.log",
+    threads: 1
+    resources:
+        gpu=resource("evaluate", "gpu"),
+        runtime=resource("evaluate", "runtime"),
+        mem_mb=resource("evaluate", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr view-gain --dataset {input.dataset:q} --metrics {input.metrics:q}"
+        " --out-png {output.png:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule shadows:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        scene=scene_files(config["scene"]["output_dir"])[0],
+        model=f"{RESULTS}/hyperinr/model.pt",
+        predictions=list(shadow_predictions().values()),
+    output:
+        png=report(
+            f"{RESULTS}/report/shadow_sweep.png",
+            caption="../workflow/report/shadow_sweep.rst",
+            category="Images",
+        ),
+        csv=f"{RESULTS}/report/shadow_renders.csv",
+        md=f"{RESULTS}/report/shadows.md",
+    params:
+        cfg=stage_config("shadows"),
+        preds=" ".join(f"--pred {m}={p}" for m, p in shadow_predictions().items()),
+    log:
+        f"{LOGS}/shadows.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("predict", "gpu"),
+        runtime=resource("predict", "runtime"),
+        mem_mb=resource("predict", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr render-shadows --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} --scene {input.scene:q} --model {input.model:q}"
+        " {params.preds} --out-png {output.png:q} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} > {log:q} 2>&1"

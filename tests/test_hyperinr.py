@@ -116,3 +116,63 @@ def test_save_and_load_round_trip(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="bad.pt: not a readable HyperINR"):
         load_hyperinr(tmp_path / "bad.pt", torch.device("cpu"))
+
+
+# ----------------------------------------------------------------------------- n-D, periodic
+
+
+def test_periodic_lookup_near_one_uses_encoders_near_zero():
+    positions = np.array([[0.02, 0.5], [0.5, 0.5], [0.85, 0.5], [0.5, 0.1]])
+    theta = np.array([[0.99, 0.5]])
+    plain = HyperINR(positions, 3, 1, ENC, NET, k_nearest=1)
+    assert plain.lookup(theta)[0][0, 0] == 2  # without the wrap: 0.85 is nearest
+    model = HyperINR(positions, 3, 1, ENC, NET, k_nearest=2, periodic=[True, False])
+    idx, w = model.lookup(theta)
+    assert idx[0].tolist() == [0, 2]  # 0.03 away across the wrap, then 0.14
+    assert torch.allclose(w[0], torch.tensor([0.14 / 0.17, 0.03 / 0.17]), atol=1e-6)
+    x = torch.rand(32, 3)
+    with torch.no_grad():
+        model.tables.uniform_(-1, 1)
+        blended = model(x, idx.expand(32, -1), w.expand(32, -1))
+    assert torch.allclose(model.generate(theta[0])(x), blended, atol=1e-5)
+
+
+def test_idw_power_reaches_the_lookup():
+    positions = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    model = HyperINR(positions, 3, 1, ENC, NET, k_nearest=2, power=2.0)
+    _, w = model.lookup(np.array([[0.25, 0.0]]))
+    assert torch.allclose(w[0], torch.tensor([0.9, 0.1]))
+
+
+def test_invalid_positions_and_k_raise():
+    with pytest.raises(ValueError, match="encoder positions: rows 0 and 2 coincide"):
+        HyperINR(np.array([[0.1, 0.2], [0.5, 0.5], [0.1, 0.2]]), 3, 1, ENC, NET)
+    with pytest.raises(ValueError, match="encoder positions: rows 0 and 1 coincide"):
+        HyperINR(np.array([[0.0, 0.2], [1.0, 0.2]]), 3, 1, ENC, NET, 1, periodic=[True, False])
+    with pytest.raises(ValueError, match="outside"):
+        HyperINR(np.array([[0.1, 1.2], [0.5, 0.5]]), 3, 1, ENC, NET, k_nearest=1)
+    with pytest.raises(ValueError, match="hyperinr.k_nearest=4 exceeds the 3 encoders"):
+        HyperINR(np.random.default_rng(0).random((3, 2)), 3, 1, ENC, NET, k_nearest=4)
+    HyperINR(encoder_positions(3, 1), 3, 1, ENC, NET, k_nearest=4)  # 1-D: always two
+
+
+def test_description_round_trip_keeps_power_and_periodic(tmp_path):
+    positions = np.random.default_rng(3).random((6, 2))
+    model = HyperINR(positions, 3, 1, ENC, NET, k_nearest=3, power=2.5, periodic=[True, False])
+    desc = model.describe()
+    assert desc["power"] == 2.5 and desc["periodic"] == [True, False]
+    again = HyperINR.from_description(desc)
+    assert again.power == 2.5 and again.periodic == (True, False)
+    theta = np.array([[0.97, 0.3], [0.01, 0.8]])
+    for a, b in zip(model.lookup(theta), again.lookup(theta)):
+        assert torch.equal(a, b)
+    save_hyperinr(tmp_path / "m.pt", model, {})
+    loaded, _ = load_hyperinr(tmp_path / "m.pt", torch.device("cpu"))
+    assert loaded.power == 2.5 and loaded.periodic == (True, False)
+
+
+def test_old_descriptions_load_with_the_defaults():
+    desc = _model(np.random.default_rng(4).random((5, 2))).describe()
+    del desc["power"], desc["periodic"]
+    old = HyperINR.from_description(desc)
+    assert old.power == 1.0 and old.periodic is None

@@ -328,3 +328,81 @@ def test_hdf5_dataset_missing(tmp_path):
     (tmp_path / "text.nc").write_text("CDF\x01 netcdf3 classic")
     cfg = _cfg(format="netcdf", files=(str(tmp_path / "text.nc"),))
     _fails(cfg, tmp_path / "o.zarr", str(tmp_path / "text.nc"), "NetCDF")
+
+
+# --------------------------------------------------------------------------- n-D parameter space
+
+
+def _views_cfg(tmp_path, values, **params) -> DatasetConfig:
+    np.save(tmp_path / "img.npy", np.random.default_rng(4).random((len(values), 8, 8, 3)))
+    return _cfg(
+        task="nvs",
+        format="npy",
+        files=(str(tmp_path / "img.npy"),),
+        params=ParamsConfig(names=("theta", "phi"), values=tuple(values), **params),
+    )
+
+
+def test_declared_ranges_and_periodic_parameters(tmp_path):
+    values = ((30.0, 0.0), (90.0, 350.0), (150.0, 10.0))
+    cfg = _views_cfg(tmp_path, values, ranges=((30.0, 150.0), (0.0, 360.0)), periodic=("phi",))
+    ds = open_dataset(ingest(cfg, tmp_path / "d.zarr"))
+    assert ds.param_range == ((30.0, 150.0), (0.0, 360.0))  # declared, not the values' min/max
+    assert ds.param_periodic == (False, True)
+    np.testing.assert_allclose(ds.normalised_params()[1], [0.5, 350 / 360])
+
+
+def test_sidecar_declares_the_parameter_space(tmp_path):
+    np.save(tmp_path / "img.npy", np.random.default_rng(4).random((2, 8, 8, 3)))
+    side = tmp_path / "p.json"
+    side.write_text(
+        json.dumps(
+            {
+                "names": ["theta", "phi"],
+                "values": [[40, 5], [60, 300]],
+                "ranges": [[0, 180], [0, 360]],
+                "periodic": ["phi"],
+            }
+        )
+    )
+    cfg = _cfg(
+        task="nvs",
+        format="npy",
+        files=(str(tmp_path / "img.npy"),),
+        params=ParamsConfig(sidecar=str(side)),
+    )
+    ds = open_dataset(ingest(cfg, tmp_path / "d.zarr"))
+    assert ds.param_range == ((0.0, 180.0), (0.0, 360.0)) and ds.param_periodic == (False, True)
+
+
+def test_parameter_outside_the_declared_range(tmp_path):
+    values = ((30.0, 0.0), (90.0, 400.0))
+    cfg = _views_cfg(tmp_path, values, ranges=((0.0, 180.0), (0.0, 360.0)), periodic=("phi",))
+    _fails(cfg, tmp_path / "o.zarr", "dataset.params.ranges", "'phi' = 400", "frame 1")
+
+
+def test_periodic_parameter_needs_a_range_and_a_name(tmp_path):
+    cfg = _views_cfg(tmp_path, ((1.0, 2.0), (3.0, 4.0)), periodic=("phi",))
+    _fails(cfg, tmp_path / "o.zarr", "dataset.params.ranges", "periodic")
+    cfg = _views_cfg(
+        tmp_path, ((1.0, 2.0), (3.0, 4.0)), ranges=((0, 5), (0, 5)), periodic=("azimuth",)
+    )
+    _fails(cfg, tmp_path / "o.zarr", "dataset.params.periodic", "'azimuth'")
+
+
+def test_images_of_inconsistent_channel_count(tmp_path):
+    np.save(tmp_path / "v0.npy", np.zeros((8, 8, 3), np.float32))
+    np.save(tmp_path / "v1.npy", np.ones((8, 8, 4), np.float32))
+    cfg = _cfg(
+        task="nvs",
+        format="npy",
+        files=(str(tmp_path / "v*.npy"),),
+        params=ParamsConfig(names=("theta", "phi"), values=((0, 0), (1, 1))),
+    )
+    _fails(cfg, tmp_path / "o.zarr", str(tmp_path / "v1.npy"), "(8, 8, 4)", "(8, 8, 3)")
+
+
+def test_split_train_first():
+    assert split_indices(SplitConfig(train_first=3, train_every=2), 10) == [0, 1, 2]
+    with pytest.raises(DataError, match="dataset.split.train_first"):
+        split_indices(SplitConfig(train_first=11), 10)

@@ -9,7 +9,8 @@ from _synthetic import write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperinr.evaluate.lerp import interpolation_weights, lerp_predict
+from hyperinr.data.store import write_dataset as write_store
+from hyperinr.evaluate.lerp import interpolation_weights, lerp_predict, lerp_weights
 
 
 def _blend(values, idx, w):
@@ -71,9 +72,11 @@ def test_idw_exact_hit_takes_that_position():
     assert idx[0, 0] == 2 and w[0, 0] == 1.0 and np.all(w[0, 1:] == 0)
 
 
-def test_idw_k_larger_than_positions():
+def test_idw_k_larger_than_positions_raises():
     pos = np.array([[0.0, 0.0], [1.0, 1.0]])
-    idx, w = interpolation_weights(pos, np.array([[0.2, 0.3]]), k=8)
+    with pytest.raises(ValueError, match="k_nearest=8 exceeds the 2 positions"):
+        interpolation_weights(pos, np.array([[0.2, 0.3]]), k=8)
+    idx, w = interpolation_weights(pos, np.array([[0.2, 0.3]]), k=2)
     assert idx.shape[1] == 2 and np.isclose(w.sum(), 1.0)
 
 
@@ -141,3 +144,65 @@ def test_lerp_rejects_empty_training_split(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         lerp_predict(ds, tmp_path / "lerp.zarr", progress=False)
     assert not (tmp_path / "lerp.zarr").exists()
+
+
+def _azimuth_dataset(path, physical, params, train):
+    """(azimuth in degrees on [0, 360), elevation): the azimuth periodic, declared ranges."""
+    return write_store(
+        path,
+        physical,
+        shape=physical.shape,
+        value_range=(float(physical.min()), float(physical.max())),
+        params=params,
+        param_names=["azimuth", "elevation"],
+        train_indices=train,
+        source_dtype="float64",
+        provenance={"format": "synthetic"},
+        param_range=[(0.0, 360.0), (0.0, 90.0)],
+        param_periodic=[True, False],
+    )
+
+
+def test_lerp_nd_periodic_parameter_wraps(tmp_path):
+    params = np.array([[5.0, 45.0], [180.0, 45.0], [300.0, 45.0], [355.0, 45.0]])
+    physical = np.random.default_rng(5).normal(size=(4, 3, 3))
+    ds = _azimuth_dataset(tmp_path / "d.zarr", physical, params, [0, 1, 2])
+    idx, w = lerp_weights(ds, k=1)
+    assert idx[3, 0] == 0  # 355 deg is 10 deg from 5 deg, not 55 deg from 300 deg
+    idx, w = lerp_weights(ds, k=2, power=2.0)
+    # 355: 10 deg to frame 0, 55 deg to frame 2 -> weights 1/10^2 : 1/55^2
+    assert idx[3].tolist() == [0, 2]
+    assert np.allclose(w[3], np.array([55.0**2, 10.0**2]) / (55.0**2 + 10.0**2))
+
+
+def test_lerp_k_larger_than_training_frames_raises_nd_only(tmp_path):
+    rng = np.random.default_rng(6)
+    ds = write_dataset(
+        tmp_path / "d.zarr", rng.normal(size=(5, 3, 3)), rng.uniform(size=(5, 2)), [0, 1, 2]
+    )
+    with pytest.raises(ValueError, match="hyperinr.k_nearest=4 exceeds the 3 training frames"):
+        lerp_weights(ds, k=4)
+    with pytest.raises(ValueError, match="hyperinr.k_nearest=4 exceeds the 3 training frames"):
+        lerp_predict(ds, tmp_path / "lerp.zarr", k=4, progress=False)
+    assert not (tmp_path / "lerp.zarr").exists()
+    one_d = write_dataset(
+        tmp_path / "t.zarr", rng.normal(size=(5, 3, 3)), np.arange(5.0), [0, 2, 4]
+    )
+    assert lerp_weights(one_d, k=4)[0].shape == (5, 2)  # 1-D: always the bracketing pair
+
+
+def test_lerp_records_k_and_power(tmp_path):
+    rng = np.random.default_rng(7)
+    ds = write_dataset(
+        tmp_path / "d.zarr", rng.normal(size=(6, 3, 3)), rng.uniform(size=(6, 2)), [0, 2, 4]
+    )
+    info = lerp_predict(ds, tmp_path / "lerp.zarr", k=2, power=2.0, progress=False)
+    assert info["produced_by"]["config"] == {"hyperinr": {"k_nearest": 2, "idw_power": 2.0}}
+    out = zarr.open_group(str(tmp_path / "lerp.zarr"), mode="r")
+    assert out.attrs["produced_by"] == info["produced_by"]
+    idx, w = lerp_weights(ds, k=2, power=2.0)
+    frames = zarr.open_group(str(ds), mode="r")["frames"][...].astype(np.float64)
+    lo, hi = zarr.open_group(str(ds), mode="r").attrs["value_range"]
+    expected = lo + _blend(frames, idx, w) * (hi - lo)
+    assert np.allclose(out["frames"][...], expected, atol=1e-5 * (hi - lo))
+    assert not np.allclose(lerp_weights(ds, k=2, power=1.0)[1], w)

@@ -88,6 +88,7 @@ def test_unit_physical_round_trip(lo, width, x):
         value_range=(lo, lo + width),
         param_names=("t",),
         param_range=((0.0, 1.0),),
+        param_periodic=(False,),
         train_indices=(0,),
         eval_indices=(0,),
         provenance={},

@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from hyperinr import provenance
 from hyperinr.atomic import clean_stale_temporaries
-from hyperinr.config import Config, DatasetConfig, SplitConfig
+from hyperinr.config import Config, DatasetConfig, ParamsConfig, SplitConfig
 from hyperinr.data.errors import DataError
-from hyperinr.data.sources import FrameSource, open_source
+from hyperinr.data.sources import FrameSource, open_source, sidecar_space
 from hyperinr.data.store import write_dataset
 
 
 def split_indices(split: SplitConfig, n_frames: int) -> list[int]:
-    """Training frames: `train_indices` if given, else every `train_every`-th frame from 0
-    plus the last frame (so interpolation never extrapolates). None/None: every frame."""
+    """Training frames: the first `train_first`, else `train_indices` if given, else every
+    `train_every`-th frame from 0 plus the last frame (so interpolation never extrapolates).
+    None/None: every frame."""
+    if split.train_first is not None:
+        if not 1 <= split.train_first <= n_frames:
+            raise DataError(
+                f"dataset.split.train_first: {split.train_first} outside [1, {n_frames}] frames"
+            )
+        return list(range(split.train_first))
     if split.train_indices is not None:
         where = "dataset.split.train_indices"
         idx = list(split.train_indices)
@@ -44,6 +52,46 @@ def split_indices(split: SplitConfig, n_frames: int) -> list[int]:
     if idx[-1] != n_frames - 1:
         idx.append(n_frames - 1)
     return idx
+
+
+def _space(cfg: ParamsConfig) -> ParamsConfig:
+    """dataset.params with the ranges/periodic names its sidecar declares, where the config
+    gives none."""
+    ranges, periodic = sidecar_space(cfg)
+    return replace(
+        cfg,
+        ranges=cfg.ranges if cfg.ranges is not None else ranges,
+        periodic=cfg.periodic or periodic,
+    )
+
+
+def declared_ranges(
+    cfg: ParamsConfig, params: np.ndarray, names: tuple[str, ...]
+) -> list[tuple[float, float]] | None:
+    """The declared parameter space (dataset.params.ranges), checked against every frame's
+    values; None when not declared (the frames' own min/max then)."""
+    for name in cfg.periodic:
+        if name not in names:
+            raise DataError(f"dataset.params.periodic: '{name}' is not a parameter {list(names)}")
+    if cfg.ranges is None:
+        if cfg.periodic:
+            raise DataError("dataset.params.ranges: periodic parameters need declared ranges")
+        return None
+    if len(cfg.ranges) != len(names):
+        raise DataError(
+            f"dataset.params.ranges: {len(cfg.ranges)} ranges for parameters {list(names)}"
+        )
+    for j, (name, (lo, hi)) in enumerate(zip(names, cfg.ranges, strict=True)):
+        if not hi > lo:
+            raise DataError(f"dataset.params.ranges: range of '{name}' [{lo}, {hi}] is empty")
+        outside = np.flatnonzero((params[:, j] < lo) | (params[:, j] > hi))
+        if outside.size:
+            f = int(outside[0])
+            raise DataError(
+                f"dataset.params.ranges: '{name}' = {params[f, j]:g} at frame {f} is outside "
+                f"the declared [{lo:g}, {hi:g}] ({outside.size} frames)"
+            )
+    return [(float(lo), float(hi)) for lo, hi in cfg.ranges]
 
 
 def frame_layout(frame_shape: tuple[int, ...], task: str) -> tuple[tuple[int, ...], int]:
@@ -89,6 +137,10 @@ def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
     frame_shape, n_channels = frame_layout(src.frame_shape, cfg.task)
     train = split_indices(cfg.split, src.n_frames)
 
+    space = _space(cfg.params)
+    param_range = declared_ranges(space, src.params, src.param_names)
+    periodic = [name in space.periodic for name in src.param_names]
+
     lo, hi = np.inf, -np.inf
     for i in train:
         frame = _checked(src, i, frame_shape)
@@ -117,6 +169,8 @@ def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
         provenance=src.provenance,
         config_hash=config_hash,
         n_channels=n_channels,
+        param_range=param_range,
+        param_periodic=periodic,
         extra_attrs={"name": cfg.name, "task": cfg.task, "produced_by": _produced_by(cfg, src)},
     )
     spatial = frame_shape[:-1] if n_channels > 1 else frame_shape

@@ -281,6 +281,28 @@ def _as_matrix(values: Any, where: str) -> np.ndarray:
     return arr
 
 
+def sidecar_space(cfg: ParamsConfig) -> tuple[list[list[float]] | None, tuple[str, ...]]:
+    """(ranges, periodic names) a sidecar may declare besides its values (rule scene's does:
+    the parameter space is the scene's, so the config need not repeat it); config keys win."""
+    if cfg.values is not None or cfg.sidecar is None or not Path(cfg.sidecar).is_file():
+        return None, ()
+    try:
+        doc = json.loads(Path(cfg.sidecar).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, ()  # load_params reports it
+    if not isinstance(doc, dict):
+        return None, ()
+    ranges = doc.get("ranges")
+    periodic = doc.get("periodic", [])
+    if ranges is not None and not (
+        isinstance(ranges, list) and all(isinstance(r, list) and len(r) == 2 for r in ranges)
+    ):
+        raise DataError(f"{cfg.sidecar}: 'ranges' must be a list of [min, max] pairs")
+    if not isinstance(periodic, list) or not all(isinstance(n, str) for n in periodic):
+        raise DataError(f"{cfg.sidecar}: 'periodic' must be a list of parameter names")
+    return ranges, tuple(periodic)
+
+
 def load_params(cfg: ParamsConfig, n_frames: int) -> tuple[np.ndarray, tuple[str, ...], dict]:
     """Parameter values [n_frames, n_params], their names and their provenance.
 

@@ -9,7 +9,8 @@ A dataset store is a Zarr v3 group:
   range and may fall slightly outside [0, 1].
 - `params`: float64 [n_frames, n_params].
 - group attrs: `layout_version` (2), `dims` (spatial shape), `n_channels`, `source_dtype`,
-  `value_range` [lo, hi], `param_names`, `param_range` [[min, max] per parameter, all frames],
+  `value_range` [lo, hi], `param_names`, `param_range` [[min, max] per parameter: declared by
+  dataset.params.ranges, else over all frames], `param_periodic` [bool per parameter],
   `split` {"train": [...], "eval": [...]} (eval = every frame), `provenance` {"format",
   "files": [{"path", "sha256", "bytes"}], ...}, `config_hash`, plus `name` and `task`, and
   `content_sha256`: the hash of the frames and params as written plus the attrs that give them
@@ -40,7 +41,15 @@ from hyperinr.grid import normalise_params
 from hyperinr.provenance import sha256_json
 
 DATASET_LAYOUT_VERSION = 2  # 2: content_sha256 recorded (provenance)
-_CONTENT_ATTRS = ("dims", "n_channels", "value_range", "param_names", "param_range", "split")
+_CONTENT_ATTRS = (
+    "dims",
+    "n_channels",
+    "value_range",
+    "param_names",
+    "param_range",
+    "param_periodic",
+    "split",
+)
 FRAMES = "frames"
 PARAMS = "params"
 
@@ -182,6 +191,7 @@ class DatasetAttrs:
     value_range: tuple[float, float]
     param_names: tuple[str, ...]
     param_range: tuple[tuple[float, float], ...]
+    param_periodic: tuple[bool, ...]
     train_indices: tuple[int, ...]
     eval_indices: tuple[int, ...]
     provenance: dict[str, Any]
@@ -207,6 +217,10 @@ class DatasetAttrs:
                 value_range=(lo, hi),
                 param_names=tuple(str(n) for n in attrs["param_names"]),
                 param_range=tuple((float(a), float(b)) for a, b in attrs["param_range"]),
+                param_periodic=tuple(
+                    bool(v)
+                    for v in attrs.get("param_periodic", [False] * len(attrs["param_names"]))
+                ),
                 train_indices=tuple(int(i) for i in attrs["split"]["train"]),
                 eval_indices=tuple(int(i) for i in attrs["split"]["eval"]),
                 provenance=dict(attrs.get("provenance", {})),
@@ -271,6 +285,11 @@ class DatasetStore:
     @property
     def param_range(self) -> tuple[tuple[float, float], ...]:
         return self.attrs.param_range
+
+    @property
+    def param_periodic(self) -> tuple[bool, ...]:
+        """Per parameter: periodic (its period is its param_range span), e.g. an azimuth."""
+        return self.attrs.param_periodic
 
     @property
     def train_indices(self) -> tuple[int, ...]:
@@ -387,12 +406,16 @@ def write_dataset(
     provenance: Mapping[str, Any],
     config_hash: str = "",
     n_channels: int = 1,
+    param_range: Iterable[tuple[float, float]] | None = None,
+    param_periodic: Iterable[bool] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a dataset store at `out` (atomically) from frames in PHYSICAL units.
 
     Frames are mapped to [0, 1] with `value_range` (lo, hi) on the way in; `shape` is the full
-    store shape (n_frames, *spatial(, channels)).
+    store shape (n_frames, *spatial(, channels)). `param_range` is the declared parameter
+    space (default: the values' min/max); `param_periodic` marks periodic parameters, whose
+    period is their range.
     """
     lo, hi = (float(v) for v in value_range)
     if not hi > lo:
@@ -417,7 +440,12 @@ def write_dataset(
             "param_names": names,
             "param_range": [
                 [float(params[:, j].min()), float(params[:, j].max())] for j in range(len(names))
-            ],
+            ]
+            if param_range is None
+            else [[float(a), float(b)] for a, b in param_range],
+            "param_periodic": [False] * len(names)
+            if param_periodic is None
+            else [bool(v) for v in param_periodic],
             "split": {"train": train, "eval": list(range(n_frames))},
             "provenance": dict(provenance),
             "config_hash": str(config_hash),

@@ -25,6 +25,7 @@ least squared error. Unseen frames are never read (tests poison them with NaN).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,25 +44,32 @@ class Anchors:
     """What the ground-truth modes know: the training frames and the teacher at them.
 
     params01 [n_train, P]; ground_truth and teacher [n_train, V, C] float32 in [0, 1], V the
-    full grid of `dims` (C order, x fastest: the hyperinr.grid convention)."""
+    full grid of `dims` (C order, x fastest: the hyperinr.grid convention). `power` and
+    `periodic` shape the n-D weights exactly as HyperINR's lookup (1-D ignores `power`)."""
 
     params01: np.ndarray
     ground_truth: torch.Tensor
     teacher: torch.Tensor
     dims: tuple[int, ...]
     k_nearest: int
+    power: float = 1.0
+    periodic: Sequence[bool] | None = None
 
     def weights(self, params01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Training-frame indices and interpolation weights [Q, K] of each query parameter."""
-        return interpolation_weights(self.params01, params01, self.k_nearest)
+        return interpolation_weights(
+            self.params01, params01, self.k_nearest, power=self.power, periodic=self.periodic
+        )
 
 
 def leave_one_out_errors(anchors: Anchors, grid: tuple[float, ...] = SHRINKAGE_GRID) -> dict:
     """Mean squared error of predicting each held-out training frame from the others, per a.
 
     The held-out frames are the interior ones in 1-D (an end frame would be extrapolated) and
-    every frame in n-D; needs at least 3 training frames. Returns {"a": [...], "mse": [...],
-    "held_out": n, "a_least_squares": the unconstrained optimum}.
+    every frame in n-D; needs at least 3 training frames. With a frame held out only n - 1
+    remain, so n-D blends min(k_nearest, n - 1) of them (k_nearest = n_train stays usable).
+    Returns {"a": [...], "mse": [...], "held_out": n, "a_least_squares": the unconstrained
+    optimum}.
     """
     p = anchors.params01
     n = len(p)
@@ -77,7 +85,13 @@ def leave_one_out_errors(anchors: Anchors, grid: tuple[float, ...] = SHRINKAGE_G
     sums = np.zeros(len(grid))
     for k in held:
         rest = np.array([i for i in range(n) if i != k])
-        idx, w = interpolation_weights(p[rest], p[k : k + 1], anchors.k_nearest)
+        idx, w = interpolation_weights(
+            p[rest],
+            p[k : k + 1],
+            min(anchors.k_nearest, len(rest)),
+            power=anchors.power,
+            periodic=anchors.periodic,
+        )
         w_t = torch.from_numpy(w[0]).double().reshape(-1, 1, 1)
         lerp_gt = (w_t * gt[rest[idx[0]]]).sum(0)
         lerp_te = (w_t * te[rest[idx[0]]]).sum(0)

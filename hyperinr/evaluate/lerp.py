@@ -2,9 +2,10 @@
 
 Every frame is blended from TRAINING frames only. 1-D parameter: linear interpolation between
 the two training frames that bracket it (exact on training frames, clamped outside their
-range). n-D: inverse-distance weighting (p = 1) over the K nearest training frames, with
-parameters scaled to [0, 1] by the dataset's `param_range` so no parameter dominates by its
-units; an exact parameter match returns that frame.
+range). n-D: inverse-distance weighting (w = d^-p, the paper's p = 1) over the K nearest
+training frames, with parameters scaled to [0, 1] by the dataset's `param_range` so no parameter
+dominates by its units, periodic parameters (the dataset's `param_periodic`, e.g. an azimuth)
+measured around their circle; an exact parameter match returns that frame.
 
 The weights come from `hyperinr.models.interpolation.interpolation_weights`, the same lookup
 HyperINR uses to pick and blend its encoders, re-exported here.
@@ -50,18 +51,25 @@ class FrameCache:
         return frame
 
 
-def lerp_weights(dataset_path: str | Path, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def lerp_weights(
+    dataset_path: str | Path, k: int = 4, power: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(frame indices [n_frames, K], weights [n_frames, K]) of every frame over training frames."""
     ds = open_dataset(dataset_path)
-    return _weights(ds, k)
+    return _weights(ds, k, power)
 
 
-def _weights(ds: DatasetStore, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _weights(ds: DatasetStore, k: int, power: float) -> tuple[np.ndarray, np.ndarray]:
     train = np.flatnonzero(ds.is_train())
     if train.size == 0:
         raise ValueError(f"{ds.path}: split.train is empty; LERP has nothing to interpolate")
     p = ds.normalised_params()
-    idx, w = interpolation_weights(p[train], p, k)
+    if p.shape[1] > 1 and k > train.size:
+        raise ValueError(
+            f"{ds.path}: hyperinr.k_nearest={k} exceeds the {train.size} training frames"
+        )
+    periodic = ds.param_periodic if any(ds.param_periodic) else None
+    idx, w = interpolation_weights(p[train], p, k, power=power, periodic=periodic)
     return train[idx], w
 
 
@@ -69,6 +77,7 @@ def lerp_predict(
     dataset_path: str | Path,
     out_path: str | Path,
     k: int = 4,
+    power: float = 1.0,
     progress: bool = True,
     info_path: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -80,11 +89,13 @@ def lerp_predict(
     """
     t0 = time.perf_counter()
     ds = open_dataset(dataset_path)
-    idx, w = _weights(ds, k)
+    idx, w = _weights(ds, k, power)
     shape = tuple(int(s) for s in ds.frames.shape)
     cache = FrameCache(ds.frames, size=idx.shape[1] + 1)
     produced_by = provenance.record(
-        "predict_lerp", {"hyperinr": {"k_nearest": int(k)}}, {"dataset": ds.content_hash}
+        "predict_lerp",
+        {"hyperinr": {"k_nearest": int(k), "idw_power": float(power)}},
+        {"dataset": ds.content_hash},
     )
     attrs: dict[str, Any] = {
         "produced_by": produced_by,

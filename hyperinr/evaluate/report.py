@@ -205,6 +205,7 @@ def _write_summary(
     rows: list[dict[str, Any]],
     predictions: Mapping[str, str | Path],
     stage_infos: Sequence[str | Path],
+    sections: Sequence[str | Path] = (),
 ) -> None:
     store_walls = {}
     for m, p in predictions.items():
@@ -233,6 +234,8 @@ def _write_summary(
             )
     else:
         lines.append("No training frames in this dataset.")
+    for section in map(Path, sections):  # task figures (view_gain.md, shadows.md), verbatim
+        lines += ["", section.read_text(encoding="utf-8").rstrip()]
     lines += [
         "",
         "PSNR/SSIM per frame in physical units, data range = the ground-truth frame's "
@@ -251,7 +254,9 @@ def _write_summary(
         "",
         *_provenance_rows(stage_infos),
         "",
-        "Figures: `psnr_ssim.png` (metrics per frame), `slices.png` (mid-z slices).",
+        "Figures: `psnr_ssim.png` (metrics per frame), `slices.png` ("
+        + ("images" if ds.n_spatial == 2 else "mid-z slices")
+        + ").",
         "",
     ]
     with atomic_path(path) as tmp:
@@ -414,6 +419,7 @@ def write_report(
     stage_infos: Sequence[str | Path],
     out_dir: str | Path,
     slice_frames: Sequence[int] | None = None,
+    sections: Sequence[str | Path] = (),
 ) -> dict[str, Path]:
     """Write summary.md, psnr_ssim.png and slices.png into `out_dir` (each atomically).
 
@@ -433,7 +439,7 @@ def write_report(
         "psnr_ssim": out_dir / "psnr_ssim.png",
         "slices": out_dir / "slices.png",
     }
-    _write_summary(paths["summary"], ds, rows, predictions, stage_infos)
+    _write_summary(paths["summary"], ds, rows, predictions, stage_infos, sections)
     _plot_metrics(paths["psnr_ssim"], ds, rows)
     _plot_slices(paths["slices"], ds, rows, predictions, frames)
     return paths

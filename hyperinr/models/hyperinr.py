@@ -9,6 +9,7 @@ and hands back a plain INR, which is why generation takes well under a milliseco
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from hyperinr.encoding import HashGrid, blend_tables
 from hyperinr.models.inr import INR
-from hyperinr.models.interpolation import interpolation_weights
+from hyperinr.models.interpolation import interpolation_weights, validate_positions
 from hyperinr.models.mlp import MLP
 from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
 
@@ -33,6 +34,9 @@ class HyperINR(nn.Module):
         encoding: tcnn HashGrid dict (each encoder is one such grid).
         network: tcnn FullyFusedMLP dict for the shared MLP.
         k_nearest: encoders blended per query in n-D (1-D always uses the two neighbours).
+        power: Shepard exponent p of the n-D weights d^-p (Eq. 4; the paper's p = 1).
+        periodic: per parameter dimension, whether it wraps (period 1 in normalised units,
+            e.g. an azimuth); None: none does.
     """
 
     def __init__(
@@ -44,13 +48,22 @@ class HyperINR(nn.Module):
         network: dict[str, Any],
         k_nearest: int = 4,
         seed: int = 0,
+        *,
+        power: float = 1.0,
+        periodic: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
-        positions = np.asarray(positions, dtype=np.float64)
-        if positions.ndim != 2:
-            raise ValueError(f"encoder positions must be [N, P], got shape {positions.shape}")
+        positions = validate_positions(positions, "encoder positions", periodic)
+        if positions.shape[1] > 1 and k_nearest > len(positions):
+            raise ValueError(
+                f"hyperinr.k_nearest={k_nearest} exceeds the {len(positions)} encoders"
+            )
+        if not (np.isfinite(power) and power > 0):
+            raise ValueError(f"hyperinr.idw_power must be a finite number > 0, got {power}")
         self.register_buffer("positions", torch.from_numpy(positions))
         self.k_nearest = k_nearest
+        self.power = float(power)
+        self.periodic = None if periodic is None else tuple(bool(p) for p in periodic)
         self.encoding = HashGrid(n_spatial_dims, encoding, own_table=False)
         gen = torch.Generator().manual_seed(seed)
         tables = (torch.rand(len(positions), self.encoding.n_params, generator=gen) * 2 - 1) * 1e-4
@@ -64,7 +77,13 @@ class HyperINR(nn.Module):
 
     def lookup(self, theta: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """theta [Q, P] (normalised) -> encoder indices [Q, K] and weights [Q, K] on our device."""
-        idx, w = interpolation_weights(self.positions.cpu().numpy(), theta, self.k_nearest)
+        idx, w = interpolation_weights(
+            self.positions.cpu().numpy(),
+            theta,
+            self.k_nearest,
+            power=self.power,
+            periodic=self.periodic,
+        )
         device = self.tables.device
         return torch.from_numpy(idx).to(device), torch.from_numpy(w).float().to(device)
 
@@ -103,10 +122,14 @@ class HyperINR(nn.Module):
             "encoding": self.encoding.config,
             "network": self.mlp.config,
             "k_nearest": self.k_nearest,
+            "power": self.power,
+            "periodic": None if self.periodic is None else list(self.periodic),
         }
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> HyperINR:
+        """Descriptions written before `power` and `periodic` existed load with p = 1 and no
+        periodic dimension, which is what those models were trained with."""
         return cls(
             np.asarray(desc["positions"]),
             desc["n_spatial_dims"],
@@ -114,6 +137,8 @@ class HyperINR(nn.Module):
             desc["encoding"],
             desc["network"],
             desc["k_nearest"],
+            power=desc.get("power", 1.0),
+            periodic=desc.get("periodic"),
         )
 
 

@@ -1,4 +1,5 @@
-"""What several stages need: the dataset as tensors and the teacher check."""
+"""What several stages need: the dataset as tensors, the teacher check, and where in
+parameter space the encoders and the distillation parameters sit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hyperinr.config import Config
 from hyperinr.data.store import open_dataset
+from hyperinr.sampling import GaussianSpec, distill_params, encoder_positions
 
 
 @dataclass
@@ -24,6 +27,7 @@ class DatasetTensors:
     train_indices: list[int]
     eval_indices: list[int]
     param_names: list[str]
+    periodic: tuple[bool, ...] = ()  # per parameter (an azimuth wraps)
 
     @property
     def n_params(self) -> int:
@@ -48,6 +52,7 @@ def load_dataset_meta(path: str | Path) -> tuple[DatasetTensors, Any]:
         train_indices=list(store.train_indices),
         eval_indices=list(store.eval_indices),
         param_names=list(store.param_names),
+        periodic=tuple(store.param_periodic),
     )
     return meta, store
 
@@ -66,9 +71,11 @@ def check_teacher(
 ) -> None:
     """One-line errors naming the teacher file when it was made for another dataset."""
     arch = tstate.get("arch", {})
-    if arch.get("n_inputs") != meta.n_params + meta.n_spatial or arch.get(
-        "n_outputs"
-    ) != meta.n_channels or list(tstate.get("dims", [])) != list(meta.dims):
+    if (
+        arch.get("n_inputs") != meta.n_params + meta.n_spatial
+        or arch.get("n_outputs") != meta.n_channels
+        or list(tstate.get("dims", [])) != list(meta.dims)
+    ):
         raise ValueError(
             f"{path}: teacher was trained for another dataset layout (inputs "
             f"{arch.get('n_inputs')}, outputs {arch.get('n_outputs')}, dims {tstate.get('dims')}; "
@@ -79,3 +86,38 @@ def check_teacher(
             f"{path}: teacher was trained on another dataset (dataset content "
             f"{str(tstate.get('dataset_hash'))[:16]!r}, this dataset's is {dataset_hash[:16]!r})"
         )
+
+
+def encoder_positions_for(cfg: Config, meta: DatasetTensors) -> np.ndarray:
+    """[N, P]: hyperinr.positions if given, else sampled (even in 1-D; Poisson-disk plus
+    Gaussians around the training parameters in n-D). Deterministic for runtime.seed."""
+    h = cfg.hyperinr
+    if h.positions is not None:
+        return np.asarray(h.positions, dtype=np.float64)
+    return encoder_positions(
+        h.n_encoders,
+        meta.n_params,
+        cfg.runtime.seed,
+        centres=_train_params(meta),
+        gaussian=GaussianSpec(h.encoder_gaussian.count, h.encoder_gaussian.sigma),
+        periodic=meta.periodic or None,
+    )
+
+
+def distill_parameters(cfg: Config, meta: DatasetTensors) -> np.ndarray:
+    """[N_D, P] normalised distillation parameters: the distillation set's (and, targets
+    on_demand, the loader's); uniform in 1-D, Poisson-disk + Gaussian + uniform in n-D."""
+    ds = cfg.distill_set
+    return distill_params(
+        ds.n_params,
+        meta.n_params,
+        cfg.runtime.seed,
+        centres=_train_params(meta),
+        gaussian=GaussianSpec(ds.gaussian.count, ds.gaussian.sigma),
+        uniform=ds.uniform,
+        periodic=meta.periodic or None,
+    )
+
+
+def _train_params(meta: DatasetTensors) -> np.ndarray:
+    return meta.params01[meta.train_indices].double().numpy()

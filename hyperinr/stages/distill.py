@@ -22,9 +22,15 @@ from hyperinr.data.target_modes import (
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
-from hyperinr.sampling import distill_params, encoder_positions
 from hyperinr.stage_info import write_info
-from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta, read_frames
+from hyperinr.stages.common import (
+    DatasetTensors,
+    check_teacher,
+    distill_parameters,
+    encoder_positions_for,
+    load_dataset_meta,
+    read_frames,
+)
 from hyperinr.train import discard_checkpoint, rank_batch_size, train
 
 _TEACHER_BATCH = 65536  # points per teacher call for the anchors (changes no value)
@@ -58,7 +64,7 @@ def distill_hyperinr(
     if mode_facts:
         inputs["teacher"] = provenance.sha256_file(teacher)  # its training-frame outputs
     produced_by = provenance.record("distill", cfg, {"dataset": store.content_hash, **inputs})
-    positions = encoder_positions(cfg.hyperinr.n_encoders, meta.n_params, cfg.runtime.seed)
+    positions = encoder_positions_for(cfg, meta)
     model = HyperINR(
         positions,
         meta.n_spatial,
@@ -67,6 +73,8 @@ def distill_hyperinr(
         cfg.hyperinr.network,
         cfg.hyperinr.k_nearest,
         seed=cfg.runtime.seed,
+        power=cfg.hyperinr.idw_power,
+        periodic=meta.periodic or None,
     ).to(device)
     idx_table, w_table = model.lookup(targets.params01)  # [N_D, K] each: parameters are fixed
 
@@ -137,7 +145,7 @@ def _targets(
             raise ValueError("hyperinr.targets is on_demand: distill needs --teacher")
         model, tstate = load_teacher(Path(teacher), device)
         check_teacher(Path(teacher), tstate, meta, dataset_hash)
-        params01 = distill_params(cfg.distill_set.n_params, meta.n_params)
+        params01 = distill_parameters(cfg, meta)
         source = TeacherTargets(model, params01, meta.dims, device, batch)
         return source, {"teacher": provenance.sha256_file(teacher)}
     if cfg.hyperinr.targets != "precomputed":
@@ -214,6 +222,8 @@ def training_anchors(
         teacher=torch.stack(outputs).to(device),
         dims=meta.dims,
         k_nearest=cfg.hyperinr.k_nearest,
+        power=cfg.hyperinr.idw_power,
+        periodic=meta.periodic or None,
     )
 
 

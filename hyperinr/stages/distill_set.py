@@ -48,9 +48,13 @@ from hyperinr.data.distill_store import (
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
 from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
-from hyperinr.sampling import distill_params
 from hyperinr.stage_info import write_info
-from hyperinr.stages.common import DatasetTensors, check_teacher, load_dataset_meta
+from hyperinr.stages.common import (
+    DatasetTensors,
+    check_teacher,
+    distill_parameters,
+    load_dataset_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +191,7 @@ def prepare(cfg: Config, dataset: Path, teacher: Path) -> SetContext:
         model=model,
         teacher_sha256=teacher_sha256,
         device=device,
-        params01=distill_params(cfg.distill_set.n_params, meta.n_params),
+        params01=distill_parameters(cfg, meta),
         produced_by=provenance.record("distill_set", cfg, inputs),
     )
 

@@ -1,0 +1,140 @@
+"""The NVS and DGS tasks through the real workflow on their tiny configs, end to end.
+
+Each config runs once (module-scoped, ~1-2 min each on 2 cores): rule scene renders the
+dataset, the same rules as TSR train and evaluate, and the task's own figures (Fig. 13 for NVS,
+Fig. 16 for DGS) land in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from hyperinr.data.store import open_dataset
+from hyperinr.models.hyperinr import load_hyperinr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
+
+
+def snakemake(work: Path, config: str, *args: str, targets=(), check=True, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *args,
+           "--configfile", config]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _copy(tmp_path_factory, name: str) -> Path:
+    work = tmp_path_factory.mktemp(name)
+    for item in ("Snakefile", "rules", "workflow", "config", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    return work
+
+
+@pytest.fixture(scope="module")
+def nvs(tmp_path_factory) -> Path:
+    work = _copy(tmp_path_factory, "nvs")
+    snakemake(work, "config/test_nvs.yaml")
+    return work / "results/nvs_test"
+
+
+@pytest.fixture(scope="module")
+def dgs(tmp_path_factory) -> Path:
+    work = _copy(tmp_path_factory, "dgs")
+    snakemake(work, "config/test_dgs.yaml")
+    return work / "results/dgs_test"
+
+
+def _metrics(results: Path) -> list[dict[str, str]]:
+    with open(results / "report/metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _check_metrics(results: Path, n_frames: int, n_train: int) -> None:
+    rows = _metrics(results)
+    assert {r["method"] for r in rows} == {"hyperinr", "teacher", "lerp"}
+    assert len(rows) == 3 * n_frames
+    assert sum(r["split"] == "train" for r in rows) == 3 * n_train
+    for r in rows:
+        if not (r["method"] == "lerp" and r["split"] == "train"):
+            assert math.isfinite(float(r["psnr"])) and math.isfinite(float(r["ssim"])), r
+
+
+def test_nvs_runs_to_the_report_with_the_t_test(nvs):
+    ds = open_dataset(nvs / "dataset.zarr")
+    assert ds.frames.shape == (30, 24, 24, 3) and ds.n_channels == 3
+    assert ds.param_names == ("theta", "phi") and ds.param_periodic == (False, True)
+    _check_metrics(nvs, 30, 20)
+    gain = json.loads((nvs / "report/view_gain.json").read_text())
+    diffs = []
+    by = {(r["frame"], r["method"]): float(r["psnr"]) for r in _metrics(nvs)}
+    for r in _metrics(nvs):
+        if r["split"] == "unseen" and r["method"] == "hyperinr":
+            diffs.append(by[(r["frame"], "hyperinr")] - by[(r["frame"], "lerp")])
+    assert gain["n"] == 10 and gain["mean"] == pytest.approx(np.mean(diffs))
+    assert 0.0 <= gain["p"] <= 1.0
+    summary = (nvs / "report/summary.md").read_text()
+    assert "Fig. 13" in summary and f"{gain['p']:.3g}" in summary
+    assert (nvs / "report/view_gain.png").stat().st_size > 10_000
+
+
+def test_nvs_hyperinr_interpolates_periodic_encoders(nvs):
+    model, meta = load_hyperinr(nvs / "hyperinr/model.pt", torch.device("cpu"))
+    assert model.n_encoders == 20 and meta["param_names"] == ["theta", "phi"]
+    # an azimuth just below 360 deg blends encoders next to ones just above 0 deg
+    idx_hi, _ = model.lookup(np.array([[0.5, 0.999]]))
+    idx_lo, _ = model.lookup(np.array([[0.5, 0.001]]))
+    assert set(idx_hi[0].tolist()) == set(idx_lo[0].tolist())
+
+
+def test_nvs_distillation_set_is_poisson_plus_gaussians(nvs):
+    params = np.asarray(zarr.open_group(str(nvs / "distill_set.zarr"), mode="r")["params"][...])
+    assert params.shape == (40, 2)
+    assert len(np.unique(params, axis=0)) == 40
+    assert ((params >= 0) & (params <= 1)).all()
+
+
+def test_dgs_runs_to_the_report_with_shadow_renders(dgs):
+    ds = open_dataset(dgs / "dataset.zarr")
+    assert ds.frames.shape == (24, 16, 16, 16) and ds.param_periodic == (False, True)
+    _check_metrics(dgs, 24, 9)
+    with open(dgs / "report/shadow_renders.csv") as fh:
+        renders = list(csv.DictReader(fh))
+    methods = {r["method"] for r in renders}
+    assert methods == {"secondary rays", "hyperinr", "teacher", "lerp"}
+    sweep = sorted({int(r["frame"]) for r in renders})
+    splits = {int(r["frame"]): r["split"] for r in renders}
+    assert len(sweep) >= 3 and [splits[f] for f in sweep].count("train") == 2
+    for r in renders:
+        assert float(r["render_seconds"]) > 0
+        if r["method"] != "secondary rays":
+            assert math.isfinite(float(r["psnr_vs_reference"]))
+    summary = (dgs / "report/summary.md").read_text()
+    assert "Fig. 16" in summary and "speed-up over secondary rays" in summary
+
+
+def test_impossible_config_fails_before_any_job(tmp_path_factory):
+    work = _copy(tmp_path_factory, "bad")
+    (work / "config/bad.yaml").write_text("hyperinr:\n  k_nearest: 50\n")
+    proc = snakemake(work, "config/test_dgs.yaml", "-n", check=False, targets=())
+    assert proc.returncode == 0
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+           "config/test_dgs.yaml", "config/bad.yaml"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "hyperinr.k_nearest: 50 exceeds the 15 encoders" in out
+    assert not (work / "results").exists() and not (work / "resources").exists()
