@@ -7,14 +7,14 @@
 # benchmarks/bench_inference.py --device cuda, and prints ONE line per check:
 #   PASS name (N s) | FAIL name (...) | SKIP name: reason
 # Exit status 1 if any check failed, else 0. Without CUDA every check is a SKIP (exit 0).
-# The whole run stays under 8 minutes: each check gets at most its own cap and what is left of
+# The whole run stays under 12 minutes: each check gets at most its own cap and what is left of
 # BUDGET seconds; a check that runs out of time fails. Full logs: $GPU_CHECK_LOGS (default: a
 # new temporary directory, named in FAIL lines).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-$(command -v python || command -v python3)}
-BUDGET=${GPU_CHECK_BUDGET:-460}
+BUDGET=${GPU_CHECK_BUDGET:-720}
 
 T=tests/gpu
 # name | cap in seconds | command (pytest test ids, or a script)
@@ -24,7 +24,9 @@ CHECKS=(
   "teacher_amp_training|60|pytest $T/test_training_cuda.py::test_sine_layers_stay_float32_under_cuda_autocast $T/test_training_cuda.py::test_teacher_trains_with_amp"
   "hyperinr_amp_training|60|pytest $T/test_training_cuda.py::test_hyperinr_trains_with_amp"
   "target_modes_cuda_vs_cpu|60|pytest $T/test_target_modes_cuda.py::test_target_modes_match_cpu"
+  "render_cuda_vs_cpu|60|pytest $T/test_render_cuda.py::test_renders_match_cpu $T/test_render_cuda.py::test_render_through_a_generated_inr_on_cuda"
   "tiny_workflow_cuda|300|pytest $T/test_workflow_cuda.py::test_tiny_workflow_on_cuda"
+  "tiny_dgs_workflow_cuda|200|pytest $T/test_workflow_cuda.py::test_tiny_dgs_workflow_on_cuda"
   "bench_inference_cuda|120|script benchmarks/bench_inference.py --device cuda"
 )
 

@@ -122,6 +122,13 @@ def _check_scene(cfg: Config, task: Task) -> None:
             _fail(key, f"[{lo}, {hi}] is not increasing")
     if task.name == "dgs" and sc.n_train > sc.n_theta * sc.n_phi:
         _fail("scene.n_train", f"{sc.n_train} exceeds the {sc.n_theta * sc.n_phi} light directions")
+    if sc.transfer_function is not None:
+        from hyperinr.render import TransferFunction  # torch: only when a scene is configured
+
+        try:
+            TransferFunction.from_mapping(sc.transfer_function, "scene.transfer_function")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     frames, sidecar = scene_files(sc.output_dir)
     ds = cfg.dataset
     if list(ds.files) != [frames] or ds.format != "hdf5" or ds.hdf5_dataset != SCENE_DATASET:

@@ -79,6 +79,8 @@ def test_shipped_configs_pass(name):
             "empty",
         ),
         ("config", {"scene": {"activate": True}}, "scene.activate", "task tsr"),
+        ("dgs", {"scene": {"transfer_function": {"positions": [0.0, 0.2, 0.7, 0.5, 1.0]}}},
+         "scene.transfer_function.positions", "not increasing"),
     ],
 )
 def test_impossible_configs_name_the_key(name, over, key, needle):

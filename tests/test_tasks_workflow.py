@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zarr
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
 
+from hyperinr.data.distill_store import DistillSet
 from hyperinr.data.store import open_dataset
 from hyperinr.models.hyperinr import load_hyperinr
 
@@ -102,10 +104,16 @@ def test_nvs_hyperinr_interpolates_periodic_encoders(nvs):
 
 
 def test_nvs_distillation_set_is_poisson_plus_gaussians(nvs):
-    params = np.asarray(zarr.open_group(str(nvs / "distill_set.zarr"), mode="r")["params"][...])
-    assert params.shape == (40, 2)
-    assert len(np.unique(params, axis=0)) == 40
+    """config/test_nvs.yaml: 40 parameters, the last 16 Gaussian (sigma 0.03) around the 20
+    training views, the first 24 Poisson-disk: spread, not clustered on the training views."""
+    params = DistillSet(nvs / "distill_set.zarr").params01
+    assert params.shape == (40, 2) and len(np.unique(params, axis=0)) == 40
     assert ((params >= 0) & (params <= 1)).all()
+    train = open_dataset(nvs / "dataset.zarr").normalised_params()[:20]
+    near = cKDTree(train, boxsize=[3.0, 1.0]).query(params)[0]
+    assert near[24:].max() < 0.15  # every Gaussian sample is near a training view
+    assert np.median(near[:24]) > 2 * np.median(near[24:])
+    assert pdist(params[:24]).min() > 0.05  # the Poisson-disk part keeps its radius
 
 
 def test_dgs_runs_to_the_report_with_shadow_renders(dgs):

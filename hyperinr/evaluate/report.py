@@ -323,11 +323,15 @@ def _plot_metrics(path: Path, ds: DatasetStore, rows: list[dict[str, Any]]) -> N
 
 
 def default_slice_frames(ds: DatasetStore) -> list[int]:
-    """The unseen frame nearest the middle of the first and of the last training interval."""
+    """1-D: the unseen frame nearest the middle of the first and of the last training
+    interval. n-D (views, lights): four unseen frames spread through the unseen ones."""
     is_train = ds.is_train()
     unseen = np.flatnonzero(~is_train)
     if unseen.size == 0:
         return [int(ds.n_frames // 2)]
+    if ds.params.shape[1] > 1:
+        picks = unseen[np.round(np.linspace(0, unseen.size - 1, min(4, unseen.size))).astype(int)]
+        return list(dict.fromkeys(int(i) for i in picks))
     train = np.flatnonzero(is_train)
     picks = []
     intervals = list(zip(train[:-1], train[1:], strict=True))

@@ -52,10 +52,18 @@ def gain_test(diff: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _plot(path: Path, params: np.ndarray, names: list[str], diff: np.ndarray, title: str) -> None:
+def _plot(
+    path: Path,
+    params: np.ndarray,
+    train: np.ndarray,
+    names: list[str],
+    diff: np.ndarray,
+    title: str,
+) -> None:
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax_s, ax_k = fig.subplots(1, 2, width_ratios=[1.4, 1])
     lim = float(np.max(np.abs(diff))) if len(diff) else 1.0
+    ax_s.scatter(train[:, 1], train[:, 0], marker="+", s=18, c="0.6", lw=0.8, label="training")
     sc = ax_s.scatter(
         params[:, 1],
         params[:, 0],
@@ -70,6 +78,7 @@ def _plot(path: Path, params: np.ndarray, names: list[str], diff: np.ndarray, ti
     ax_s.set_xlabel(names[1])
     ax_s.set_ylabel(names[0])
     ax_s.set_title("PSNR difference per unseen view (dB)")
+    ax_s.legend(loc="upper right", fontsize=7, framealpha=0.8)
     fig.colorbar(sc, ax=ax_s, label="HyperINR − LERP (dB)")
     if len(diff) > 1 and np.std(diff) > 0:
         grid = np.linspace(diff.min() - 0.5, diff.max() + 0.5, 256)
@@ -118,6 +127,7 @@ def write_view_gain(
     _plot(
         Path(out_png),
         ds.params[frames] if len(frames) else np.zeros((0, 2)),
+        ds.params[ds.is_train()],
         names,
         diff,
         f"{ds.name}: {method} − {baseline} on {len(diff)} unseen views; one-sample t-test "
