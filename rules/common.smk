@@ -192,7 +192,7 @@ def all_outputs():
 
 
 def shadow_predictions():
-    """What rule shadows renders with: every evaluated method's shadow volumes."""
+    """The shadow renders use every evaluated method's shadow volumes."""
     return {m: f"{RESULTS}/predictions/{m}.zarr" for m in config["evaluate"]["methods"]}
 
 
