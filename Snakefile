@@ -16,6 +16,7 @@ include: "rules/data.smk"
 include: "rules/teacher.smk"
 include: "rules/distill.smk"
 include: "rules/evaluate.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

@@ -67,6 +67,12 @@ def _cmd_teacher(cfg: Config, args: argparse.Namespace) -> None:
     train_teacher(cfg, Path(args.dataset), Path(args.out_dir))
 
 
+def _cmd_baseline(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.baseline import train_baseline
+
+    train_baseline(cfg, args.model, Path(args.dataset), Path(args.out_dir))
+
+
 def _cmd_distill_set_shard(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.distill_set import build_shard
 
@@ -166,6 +172,51 @@ def _cmd_render_shadows(cfg: Config, args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_speed(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.data.store import open_dataset
+    from hyperinr.evaluate.speed import measure_speed, write_speed
+
+    rows = measure_speed(
+        open_dataset(args.dataset).normalised_params(),
+        Path(args.teacher),
+        Path(args.model),
+        [Path(p) for p in args.info],
+        cfg.runtime.device,
+        cfg.runtime.threads,
+    )
+    write_speed(rows, Path(args.out_csv), Path(args.out_md))
+
+
+def _cmd_renders(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.evaluate.renders import render_methods
+
+    models = {k: Path(v) for k, v in (("hyperinr", args.hyperinr), ("teacher", args.teacher)) if v}
+    render_methods(
+        cfg,
+        Path(args.dataset),
+        models,
+        _pairs(args.pred),
+        Path(args.out_png),
+        Path(args.out_csv),
+        Path(args.out_md),
+    )
+
+
+def _cmd_ablation_table(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.ablation import summarise
+
+    names = [p.split("=", 1)[0] for p in args.pred] or [Path(p).parent.name for p in args.info]
+    summarise(
+        args.sweep,
+        names,
+        Path(args.metrics),
+        [Path(p) for p in args.info],
+        Path(args.reference),
+        Path(args.out_csv),
+        Path(args.out_png),
+    )
+
+
 def _cmd_compare_modes(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.evaluate.report import write_modes_summary
 
@@ -229,6 +280,10 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("teacher", _cmd_teacher, "train the CoordNet teacher")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
+    p = verb("baseline", _cmd_baseline, "train a comparison INR on the training frames (Sec. 6.3)")
+    p.add_argument("--model", required=True, choices=["neurcomp", "hashinr"])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out-dir", required=True)
     p = verb("distill-set-shard", _cmd_distill_set_shard, "compute one distillation-set shard")
     p.add_argument("--dataset", required=True)
     p.add_argument("--teacher", required=True)
@@ -249,7 +304,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="the teacher (hyperinr.targets: on_demand)")
     p.add_argument("--out-dir", required=True)
     p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
-    p.add_argument("--method", required=True, choices=["teacher", "hyperinr", "lerp"])
+    p.add_argument(
+        "--method", required=True, choices=["teacher", "hyperinr", "lerp", "neurcomp", "hashinr"]
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--model")
     p.add_argument("--out", required=True)
@@ -281,6 +338,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
+    p = verb("speed", _cmd_speed, "inference bandwidth, generation latency, stage wall times")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--model", required=True, help="HyperINR model.pt")
+    p.add_argument("--info", action="append", default=[], help="stage info JSON (repeatable)")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p = verb("renders", _cmd_renders, "volume renderings of unseen frames per method (Fig. 1)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--hyperinr", help="HyperINR model.pt (rendered through its INRs)")
+    p.add_argument("--teacher", help="teacher model.pt (rendered through CoordNet)")
+    p.add_argument("--pred", action="append", default=[], help="METHOD=PATH (volumes)")
+    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p = verb("ablation-table", _cmd_ablation_table, "one ablation sweep's table and plot")
+    p.add_argument("--sweep", required=True, help="encoders | hash")
+    p.add_argument("--metrics", required=True, help="per-frame metrics CSV of the variants")
+    p.add_argument("--info", action="append", default=[], help="ablation/<variant>/info.json")
+    p.add_argument("--pred", action="append", default=[], help="VARIANT=PATH (names only)")
+    p.add_argument("--reference", required=True, help="the pipeline's metrics.csv")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-png", required=True)
     p = verb("compare-modes", _cmd_compare_modes, "distillation-target modes side by side")
     p.add_argument("--metrics", required=True, help="metrics CSV of the hyperinr_<mode> models")
     p.add_argument("--info", action="append", default=[], help="hyperinr_<mode>/info.json")

@@ -210,10 +210,93 @@ class HyperINRConfig:
 
 
 @dataclass(frozen=True)
+class NeurCompConfig:
+    """NeurComp (Lu et al. 2021): `n_blocks` residual blocks of `width`; a null width is chosen
+    so the parameter count is nearest `budget` (null: the configured teacher's own count)."""
+
+    n_blocks: int = 10
+    width: int | None = None
+    budget: int | None = None
+
+
+@dataclass(frozen=True)
+class HashINRConfig:
+    """HashINR (Sec. 6.3): HashGrid over x, OneBlob (n_bins) per parameter, then the MLP; the
+    table size T = 2^log2_hashmap_size sets its budget (the paper's equal budget: 2^17)."""
+
+    encoding: dict[str, Any] = field(
+        default_factory=lambda: {
+            "otype": "HashGrid",
+            "n_levels": 8,
+            "n_features_per_level": 4,
+            "log2_hashmap_size": 17,
+            "base_resolution": 4,
+            "per_level_scale": 2.0,
+            "interpolation": "Linear",
+        }
+    )
+    n_bins: int = 16
+    network: dict[str, Any] = field(
+        default_factory=lambda: {
+            "otype": "FullyFusedMLP",
+            "activation": "ReLU",
+            "output_activation": "None",
+            "n_neurons": 64,
+            "n_hidden_layers": 4,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """The paper's comparison INRs (Sec. 6.3), trained on the training frames directly (no
+    distillation) when evaluate.methods names them; `train` is CPU-sized (~1-2 min each on the
+    default 64^3 data). One schedule serves both: lr 5e-4 is what NeurComp's sines tolerate
+    (1e-3 stalls it at the median on the default data); HashINR would take a larger one."""
+
+    neurcomp: NeurCompConfig = field(default_factory=NeurCompConfig)
+    hashinr: HashINRConfig = field(default_factory=HashINRConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=1000, batch_size=4096, lr=5e-4, lr_decay=0.1, checkpoint_every=250
+        )
+    )
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     methods: tuple[str, ...] = ("hyperinr", "teacher", "lerp")
     batch_size: int = 65536
     slice_frames: tuple[int, ...] | None = None  # unseen frames shown in the slice grid
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk, hyperinr.ablation).
+
+    Every run reuses the pipeline's teacher and distillation set and changes one HyperINR key
+    of the configured model; `steps` (None: hyperinr.train.steps) shortens every run alike, so
+    a sweep compares like with like within a CPU budget.
+    """
+
+    steps: int | None = None
+    encoders: tuple[int, ...] = (2, 4, 8, 16, 24, 32)  # Fig. 9A-B: N along time
+    n_levels: tuple[int, ...] = (1, 2, 4, 8, 16)  # Fig. 10: L
+    n_features_per_level: tuple[int, ...] = (1, 2, 4, 8)  # Fig. 10: F
+    log2_hashmap_size: tuple[int, ...] = (10, 11, 12, 13, 14, 15)  # Fig. 10: log2 T
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """The report's volume renderings of TSR frames (rule renders, the paper's Fig. 1)."""
+
+    transfer_function: dict[str, Any] | None = None  # hyperinr.render keys; None: its default
+    image_size: int = 96
+    n_steps: int = 96  # samples per ray across the box diagonal
+    view_deg: tuple[float, float] = (60.0, 35.0)  # camera (theta, phi) in degrees
+    camera_distance: float = 2.2
+    fov_deg: float = 40.0
+    frames: tuple[int, ...] | None = None  # None: the midpoints of 3 training intervals
 
 
 @dataclass(frozen=True)
@@ -233,6 +316,9 @@ class Config:
     distill_set: DistillSetConfig = field(default_factory=DistillSetConfig)
     hyperinr: HyperINRConfig = field(default_factory=HyperINRConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resources: dict[str, Any] = field(default_factory=dict)  # scheduler hints, read by rules only
 

@@ -120,6 +120,36 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def ordered_mean_hook(group, bucket):  # (ProcessGroup | None, GradBucket) -> Future[Tensor]
+    """DDP communication hook: the mean of a gradient bucket over the ranks, summed in rank order.
+
+    DDP's default all-reduce sums each element in an order that depends on where it lies in the
+    flattened bucket (ring all-reduce: every chunk starts at another rank). DDP lays its buckets
+    out once at construction and again after the first step (in the order the gradients became
+    ready), so a run resumed at step k (fresh layout at step k) and an uninterrupted one (rebuilt
+    layout at step k) round the same gradients differently from 3 ranks on - enough to end
+    training with other weights. Here every rank gathers all ranks' buckets and adds them
+    element-wise as ((g0 + g1) + g2) + ..., then divides by the world size: the same bits for
+    every element whatever the bucket layout, on every rank. Costs W copies of a bucket and an
+    all-gather instead of an all-reduce (about W/2 x the traffic): small next to the training.
+    No annotations: DDP checks a hook's annotations against the real classes, and this module's
+    `from __future__ import annotations` would turn them into strings.
+    """
+    buf = bucket.buffer()
+    world = dist.get_world_size(group)
+    flat = torch.empty(world * buf.numel(), dtype=buf.dtype, device=buf.device)  # gloo: 1-D
+    work = dist.all_gather_into_tensor(flat, buf.reshape(-1), group=group, async_op=True)
+    gathered = flat.view(world, *buf.shape)
+
+    def mean(_: torch.futures.Future) -> torch.Tensor:
+        total = gathered[0].clone()
+        for r in range(1, world):
+            total += gathered[r]
+        return total.div_(world)
+
+    return work.get_future().then(mean)
+
+
 def cleanup() -> None:
     """Leave the process group init() created (a group made by someone else is left alone)."""
     global _owned

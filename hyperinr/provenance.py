@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hyperinr.cluster.gpus import workflow_training_gpus
 from hyperinr.config import Config
 
 # Dotted config keys each stage reads. runtime.threads is not here: it changes no number a
@@ -35,11 +36,32 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "predict_teacher": ("evaluate.batch_size", "runtime.device"),
     "predict_hyperinr": ("evaluate.batch_size", "runtime.device"),
     "predict_lerp": ("hyperinr.k_nearest", "hyperinr.idw_power"),
+    # a baseline reads its own block and the shared schedule; NeurComp's width may follow the
+    # teacher's parameter count (budget null), so it reads the teacher's architecture too
+    "baseline_neurcomp": (
+        "baselines.neurcomp", "baselines.train", "teacher.widths", "teacher.hidden_blocks",
+        "runtime.seed", "runtime.device", "runtime.gpus_per_job",
+    ),
+    "baseline_hashinr": (
+        "baselines.hashinr", "baselines.train", "runtime.seed", "runtime.device",
+        "runtime.gpus_per_job",
+    ),
+    "predict_neurcomp": ("evaluate.batch_size", "runtime.device"),
+    "predict_hashinr": ("evaluate.batch_size", "runtime.device"),
     "evaluate": (),
     "report": ("evaluate.slice_frames",),
     "shadows": ("scene", "runtime.device"),
+    "speed": ("runtime.device",),
+    "renders": ("render", "runtime.device"),
 }
 HASH_CHARS = 24
+# Stages that train under torchrun, and the rule whose resources.<rule>.gpu sets their GPUs.
+TRAINING_STAGE_RULE = {
+    "teacher": "teacher",
+    "distill": "distill",
+    "baseline_neurcomp": "baseline",
+    "baseline_hashinr": "baseline",
+}
 
 
 def _reads(stage: str, plain: Mapping[str, Any]) -> tuple[str, ...]:
@@ -56,6 +78,12 @@ def stage_slice(config: Config | Mapping[str, Any], stage: str) -> dict[str, Any
 
     Takes the typed Config (stages) or the plain validated dict (the Snakemake rules): both
     give the same slice, since the schema's defaults equal the dataclasses' (tests/test_config).
+
+    One difference, by design: from the workflow's dict, a training stage's
+    `runtime.gpus_per_job` is the number of processes its rule really starts
+    (hyperinr.cluster.gpus.workflow_training_gpus: e.g. 4 on a Polaris node where the config
+    says 1), so the rule's params, and the slice the stage records from them, follow the
+    process count. The stage's Config (built from that slice) is taken as it is.
     """
     plain = config.to_dict() if isinstance(config, Config) else config
     out: dict[str, Any] = {}
@@ -67,6 +95,9 @@ def stage_slice(config: Config | Mapping[str, Any], stage: str) -> dict[str, Any
             src = src[key]
             dst = dst.setdefault(key, {})
         dst[leaf] = json.loads(json.dumps(src[leaf]))  # plain JSON types, a deep copy
+    if not isinstance(config, Config) and stage in TRAINING_STAGE_RULE:
+        n = workflow_training_gpus(plain, TRAINING_STAGE_RULE[stage])
+        out["runtime"]["gpus_per_job"] = max(1, n)  # processes (resources gpu 0: CPU, one)
     return out
 
 

@@ -67,6 +67,7 @@ def check_config(cfg: Config) -> None:
                 _fail("dataset.params.ranges", f"range of '{name}' [{lo}, {hi}] is empty")
     _check_sampling(cfg, len(names))
     _check_scene(cfg, task)
+    _check_transfer_function(cfg.render.transfer_function, "render.transfer_function")
 
 
 def _check_sampling(cfg: Config, n_params: int) -> None:
@@ -122,13 +123,7 @@ def _check_scene(cfg: Config, task: Task) -> None:
             _fail(key, f"[{lo}, {hi}] is not increasing")
     if task.name == "dgs" and sc.n_train > sc.n_theta * sc.n_phi:
         _fail("scene.n_train", f"{sc.n_train} exceeds the {sc.n_theta * sc.n_phi} light directions")
-    if sc.transfer_function is not None:
-        from hyperinr.render import TransferFunction  # torch: only when a scene is configured
-
-        try:
-            TransferFunction.from_mapping(sc.transfer_function, "scene.transfer_function")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+    _check_transfer_function(sc.transfer_function, "scene.transfer_function")
     frames, sidecar = scene_files(sc.output_dir)
     ds = cfg.dataset
     if list(ds.files) != [frames] or ds.format != "hdf5" or ds.hdf5_dataset != SCENE_DATASET:
@@ -153,3 +148,14 @@ SCENE_DATASET = "frames"
 def scene_files(output_dir: str) -> tuple[str, str]:
     """(frames HDF5, parameter sidecar) that rule scene writes into `output_dir`."""
     return f"{output_dir}/frames.h5", f"{output_dir}/params.json"
+
+
+def _check_transfer_function(mapping: dict | None, key: str) -> None:
+    if mapping is None:
+        return
+    from hyperinr.render import TransferFunction  # torch: only when a TF is configured
+
+    try:
+        TransferFunction.from_mapping(mapping, key)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

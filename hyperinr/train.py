@@ -19,7 +19,11 @@ Data-parallel (DDP, `hyperinr.distributed`; torchrun started the stage with WORL
   0's at the start). Gradients are all-reduced dense; HyperINR's encoder bank is one Parameter,
   so a batch that touches a few encoders still gives the whole bank a (mostly zero) gradient and
   no parameter goes unused. A model with branches a batch may skip must pass
-  `find_unused_parameters=True`.
+  `find_unused_parameters=True`. The average is `distributed.ordered_mean_hook` (a DDP comm
+  hook: all-gather, then a sum in rank order), not DDP's default all-reduce, whose rounding
+  depends on the bucket layout DDP rebuilds after a process's first step: with 3 or more ranks a
+  resumed run would otherwise round its first steps differently from an uninterrupted one and
+  end with other weights (~0.02 on the test teacher).
 - Batches: `train.batch_size` is the global batch. Each rank draws its own per-rank batch of
   `rank_batch_size(batch_size)` = batch_size // W samples (the stages size their batch
   functions with it; a remainder is dropped, with a warning) from its own generator, seeded
@@ -37,11 +41,13 @@ Data-parallel (DDP, `hyperinr.distributed`; torchrun started the stage with WORL
   generator under `generators` (gathered from all ranks at each checkpoint) and `world_size`.
   Resume: every rank reads the same checkpoint, the ranks check they agree on the step, and
   with the same W each rank restores its own generator, so a resumed run draws exactly the
-  batches the uninterrupted run would have (same guarantee as a single process). With another
-  W (the tag does not know W: runtime.gpus_per_job changes it via the rules' config, a hand-run
-  torchrun does not) the weights, optimiser and step are resumed, rank 0 restores the saved
-  rank-0 generator and rank r > 0 re-seeds deterministically from (seed, r, step) - a valid,
-  reproducible continuation, but not the batches an uninterrupted run would have drawn.
+  batches the uninterrupted run would have and, the reduction being layout-independent, ends
+  with bit-identical weights (same guarantee as a single process; tests/test_ddp.py, 4 ranks).
+  With another W (the tag knows W only through runtime.gpus_per_job, which the rules set to the
+  process count they launch; a hand-run torchrun may differ) the weights, optimiser and step are
+  resumed, rank 0 restores the saved rank-0 generator and rank r > 0 re-seeds deterministically
+  from (seed, r, step) - a valid, reproducible continuation, but not the batches an
+  uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -216,6 +222,8 @@ def train(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=find_unused_parameters,
         )
+        # rank-order sums: a resumed run rounds its gradients as the uninterrupted run does
+        net.register_comm_hook(None, distributed.ordered_mean_hook)
 
     def snapshot(step: int, elapsed: float) -> dict[str, Any] | None:
         """The checkpoint (on rank 0; None elsewhere). Every rank must call it: it gathers."""

@@ -4,19 +4,24 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from hyperinr.cluster.gpus import training_launcher, workflow_training_gpus
+from hyperinr.cluster.polaris import preflight_or_exit
 from hyperinr.config import Config
 from hyperinr.data.target_modes import MODES as TARGET_MODES
 from hyperinr.provenance import stage_slice
+from hyperinr.ablation import variant_config, variants
 from hyperinr.tasks import check_config, scene_files
 
 
 validate(config, schema="../workflow/schemas/config.schema.yaml")
-check_config(Config.from_dict(config))  # what the task cannot do fails here, naming the key
+CFG = Config.from_dict(config)
+check_config(CFG)  # what the task cannot do fails here, naming the key
 TASK = config["dataset"]["task"]
 
 RESULTS = f"results/{config['dataset']['name']}"
 LOGS = f"logs/{config['dataset']['name']}"
-MODEL_METHODS = ["teacher", "hyperinr"]
+BASELINES = ["neurcomp", "hashinr"]  # the paper's comparison INRs (Sec. 6.3, rule baseline)
+MODEL_METHODS = ["teacher", "hyperinr", *BASELINES]
 
 # Requests a scheduler sees; config `resources.<rule>` overrides any of them.
 DEFAULT_RESOURCES = {
@@ -37,9 +42,11 @@ MODE_MODELS = [f"hyperinr_{m}" for m in TARGET_MODES]  # the target_modes rule's
 
 
 wildcard_constraints:
-    method="|".join(["hyperinr", "teacher", "lerp", *MODE_MODELS]),
+    method="|".join(["hyperinr", "teacher", "lerp", *BASELINES, *MODE_MODELS]),
     model="|".join(["hyperinr", *MODE_MODELS]),
+    baseline="|".join(BASELINES),
     shard=r"\d+",
+    variant=r"[a-z_0-9]+-\d+",
 
 
 def resource(rule_name, key):
@@ -47,19 +54,29 @@ def resource(rule_name, key):
     return config["resources"].get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
 
 
+def baseline_resource(key):
+    """Scheduler request of the baseline rule: resources.baseline.<key>, else the teacher's
+    (both train one network on the training frames)."""
+    return config["resources"].get("baseline", {}).get(key, resource("teacher", key))
+
+
 def trainer(rule_name):
     """Launcher, GPUs and threads of a training job (rules teacher and distill).
 
-    runtime.gpus_per_job n > 1: the stage runs data-parallel under torchrun, one process per
-    GPU of one node (docs/cluster.md, Multi-GPU), and the job asks for n GPUs (this wins over
-    resources.<rule>.gpu) and n x runtime.threads threads. Otherwise the plain `hyperinr` verb.
+    GPUs: runtime.gpus_per_job if above 1, else resources.<rule>.gpu if configured, else a whole
+    node where the profile declares one (the polaris profiles: 4), else 1
+    (hyperinr.cluster.gpus.workflow_training_gpus, which also sets the runtime.gpus_per_job the
+    stage's config slice records). Above 1 the stage runs data-parallel under torchrun,
+    one process per GPU of one node (docs/cluster.md, Multi-GPU), with n x runtime.threads threads.
     """
-    n = config["runtime"]["gpus_per_job"]
+    n = workflow_training_gpus(config, rule_name)
     threads = config["runtime"]["threads"]
-    if n > 1:
-        launcher = f"torchrun --standalone --nproc_per_node {n} -m hyperinr.cli"
-        return {"launcher": launcher, "gpu": n, "threads": n * threads}
-    return {"launcher": "hyperinr", "gpu": resource(rule_name, "gpu"), "threads": threads}
+    return {"launcher": training_launcher(n), "gpu": n, "threads": max(1, n) * threads}
+
+
+# Polaris profiles (they declare HYPERINR_NODE_GPUS): a rule's request that no queue accepts
+# (hyperinr.cluster.polaris) stops the run here, in one line naming the rule, before any submit.
+preflight_or_exit(config, DEFAULT_RESOURCES, workflow.resource_settings.overwrite_resources)
 
 
 def stage_config(stage):
@@ -88,15 +105,16 @@ def dataset_files():
 
 
 def model_for(wildcards):
-    """The trained model a prediction needs (LERP needs none); hyperinr_<mode> models live in
-    their own directory."""
+    """The trained model a prediction needs (LERP needs none); hyperinr_<mode> models and the
+    baselines (rule baseline) live in their own directories."""
     if wildcards.method == "lerp":
         return []
     return f"{RESULTS}/{wildcards.method}/model.pt"
 
 
 def predict_kind(wildcards):
-    """The predict verb's --method: hyperinr_<mode> models predict like hyperinr."""
+    """The predict verb's --method: hyperinr_<mode> models predict like hyperinr; teacher and
+    the baselines are their own kinds."""
     return "hyperinr" if wildcards.method.startswith("hyperinr") else wildcards.method
 
 
@@ -114,8 +132,12 @@ def stage_infos():
     methods = set(config["evaluate"]["methods"])
     if methods & {"teacher", "hyperinr"}:
         infos.insert(0, f"{RESULTS}/teacher/info.json")
+    for b in BASELINES:
+        if b in methods:
+            infos.insert(0, f"{RESULTS}/{b}/info.json")
     if "hyperinr" in methods:
-        infos[1:1] = [f"{RESULTS}/distill_set_info.json", f"{RESULTS}/hyperinr/info.json"]
+        at = infos.index(f"{RESULTS}/teacher/info.json") + 1
+        infos[at:at] = [f"{RESULTS}/distill_set_info.json", f"{RESULTS}/hyperinr/info.json"]
         if on_demand():
             infos.remove(f"{RESULTS}/distill_set_info.json")
     return infos
@@ -172,13 +194,20 @@ def target_mode_predictions():
 
 
 def task_sections():
-    """Markdown sections the task adds to summary.md: the Fig. 13 test (nvs), the shadow
-    renders and their timings (dgs, with a scene to render)."""
-    if TASK == "nvs" and "lerp" in config["evaluate"]["methods"]:
-        return [f"{RESULTS}/report/view_gain.md"]
-    if TASK == "dgs" and config["scene"]["activate"]:
-        return [f"{RESULTS}/report/shadows.md"]
-    return []
+    """Markdown sections summary.md includes: the speed figures (with a teacher and a
+    HyperINR), the Fig. 13 test (nvs), the shadow renders and their timings (dgs, with a scene
+    to render)."""
+    methods = config["evaluate"]["methods"]
+    sections = []
+    if {"teacher", "hyperinr"} <= set(methods):
+        sections.append(f"{RESULTS}/report/speed.md")
+    if TASK == "tsr":
+        sections.append(f"{RESULTS}/report/renders.md")
+    if TASK == "nvs" and "lerp" in methods:
+        sections.append(f"{RESULTS}/report/view_gain.md")
+    if TASK == "dgs" and config["scene"]["activate"] and "hyperinr" in methods:
+        sections.append(f"{RESULTS}/report/shadows.md")
+    return sections
 
 
 def all_outputs():
@@ -191,6 +220,26 @@ def all_outputs():
     ]
 
 
+def render_inputs():
+    """Rule renders: HyperINR and the teacher render through their networks, the rest (LERP,
+    baselines) from their predicted volumes."""
+    methods = config["evaluate"]["methods"]
+    inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
+    for m in ("hyperinr", "teacher"):
+        if m in methods:
+            inputs[m] = f"{RESULTS}/{m}/model.pt"
+    others = [m for m in methods if m not in ("hyperinr", "teacher")]
+    inputs["predictions"] = [f"{RESULTS}/predictions/{m}.zarr" for m in others]
+    return inputs
+
+
+def render_args(wildcards, input):
+    args = [f"--{m} {input[m]}" for m in ("hyperinr", "teacher") if m in input.keys()]
+    others = [m for m in config["evaluate"]["methods"] if m not in ("hyperinr", "teacher")]
+    args += [f"--pred {m}={p}" for m, p in zip(others, input.predictions)]
+    return " ".join(args)
+
+
 def shadow_predictions():
     """The shadow renders use every evaluated method's shadow volumes."""
     return {m: f"{RESULTS}/predictions/{m}.zarr" for m in config["evaluate"]["methods"]}
@@ -199,3 +248,28 @@ def shadow_predictions():
 def parent_of(name):
     """Param: the directory of output `name` (derived, so it follows the output anywhere)."""
     return lambda wildcards, output: str(Path(output[name]).parent)
+
+
+def ablation_variants(sweep):
+    """Variant names of an ablation sweep (hyperinr.ablation): `<key>-<value>`."""
+    return [v.name for v in variants(CFG.ablation, sweep)]
+
+
+def variant_inputs(wildcards):
+    """A variant distils from the pipeline's own set (and teacher where the mode needs it)."""
+    inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
+    if not on_demand():
+        inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
+    if on_demand() or config["hyperinr"]["targets_mode"] != "teacher":
+        inputs["teacher"] = f"{RESULTS}/teacher/model.pt"
+    return inputs
+
+
+def variant_stage_config(wildcards):
+    """stage_config("distill") of the variant: one hyperinr key changed (ablation.steps too)."""
+    return json.dumps(stage_slice(variant_config(config, wildcards.variant), "distill"),
+                      sort_keys=True)
+
+
+def ablation_predictions(sweep):
+    return {v: f"{RESULTS}/ablation/predictions/{v}.zarr" for v in ablation_variants(sweep)}

@@ -187,3 +187,63 @@ rule shadows:
         " --dataset {input.dataset:q} --scene {input.scene:q} --model {input.model:q}"
         " {params.preds} --out-png {output.png:q} --out-csv {output.csv:q}"
         " --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule speed:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+        teacher=f"{RESULTS}/teacher/model.pt",
+        model=f"{RESULTS}/hyperinr/model.pt",
+        infos=[i for i in stage_infos() if i.endswith("info.json")],
+    output:
+        csv=report(
+            f"{RESULTS}/report/speed.csv",
+            caption="../workflow/report/speed.rst",
+            category="Speed",
+        ),
+        md=f"{RESULTS}/report/speed.md",
+    params:
+        cfg=stage_config("speed"),
+        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+    log:
+        f"{LOGS}/speed.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("predict", "gpu"),
+        runtime=resource("predict", "runtime"),
+        mem_mb=resource("predict", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr speed --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} --teacher {input.teacher:q} --model {input.model:q}"
+        " {params.infos} --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule renders:
+    input:
+        **render_inputs(),
+    output:
+        png=report(
+            f"{RESULTS}/report/renders.png",
+            caption="../workflow/report/renders.rst",
+            category="Images",
+        ),
+        csv=f"{RESULTS}/report/renders.csv",
+        md=f"{RESULTS}/report/renders.md",
+    params:
+        cfg=stage_config("renders"),
+        args=render_args,
+    log:
+        f"{LOGS}/renders.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("predict", "gpu"),
+        runtime=resource("predict", "runtime"),
+        mem_mb=resource("predict", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr renders --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} {params.args} --out-png {output.png:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -21,3 +21,29 @@ rule teacher:
         "{params.launcher} teacher --config-json {params.cfg:q} --threads {threads}"
         " --dataset {input.dataset:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule baseline:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+    output:
+        model=f"{RESULTS}/{{baseline}}/model.pt",
+        info=f"{RESULTS}/{{baseline}}/info.json",
+    params:
+        cfg=lambda wildcards: stage_config(f"baseline_{wildcards.baseline}"),
+        out_dir=parent_of("model"),
+        launcher=trainer("baseline")["launcher"],
+    log:
+        f"{LOGS}/baseline_{{baseline}}.log",
+    threads: trainer("baseline")["threads"]
+    resources:
+        gpu=trainer("baseline")["gpu"],
+        runtime=baseline_resource("runtime"),
+        mem_mb=baseline_resource("mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "{params.launcher} baseline --model {wildcards.baseline}"
+        " --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"

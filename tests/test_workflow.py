@@ -6,6 +6,7 @@ One module-scoped run feeds several checks; it takes a few minutes on 2 cores.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import subprocess
@@ -123,8 +124,6 @@ def test_exported_inr_reproduces_the_prediction(workdir, tmp_path):
 
 
 def _info(workdir: Path, stage: str) -> dict:
-    import json
-
     return json.loads((workdir / RESULTS / stage / "info.json").read_text())
 
 
@@ -308,3 +307,42 @@ def test_pressure_config_is_the_default_run_on_the_other_field():
     assert proc.returncode == 0, out
     assert "results/tgv64_pressure/teacher/model.pt" in out
     assert '\\"hdf5_dataset\\": \\"pressure\\"' in out or '"hdf5_dataset": "pressure"' in out, out
+
+
+def test_ablation_targets_reuse_the_teacher_and_set(workdir):
+    """ablation_encoders and ablation_hash on the tiny grids: one distill run per variant from
+    the pipeline's own teacher and set (nothing upstream reruns), a row and a point each."""
+    teacher = _info(workdir, "teacher")
+    proc = snakemake(workdir, targets=("ablation_encoders", "ablation_hash"))
+    plan = _planned(proc)
+    assert "teacher" not in plan and "distill_set" not in plan and "distill" not in plan, plan
+    assert plan["distill_variant"] == 7 and plan["predict_variant"] == 7, plan
+    assert _info(workdir, "teacher")["finished"] == teacher["finished"]
+    report = workdir / RESULTS / "report"
+    for sweep, names in (("encoders", ["encoders-2", "encoders-5"]),
+                         ("hash", ["n_levels-2", "n_levels-4", "n_features_per_level-1",
+                                   "n_features_per_level-2", "log2_hashmap_size-10"])):  # fmt: skip
+        with open(report / f"ablation_{sweep}.csv") as fh:
+            rows = {r["variant"]: r for r in csv.DictReader(fh)}
+        for name in names:
+            assert math.isfinite(float(rows[name]["unseen_psnr"])), (sweep, name)
+            info = json.loads((workdir / RESULTS / "ablation" / name / "info.json").read_text())
+            assert info["steps"] == 100 and int(rows[name]["parameters"]) == info["parameters"]
+        assert {"reference teacher", "reference lerp"} <= set(rows)
+        assert (report / f"ablation_{sweep}.png").stat().st_size > 10_000
+    params = {n: int(rows[n]["parameters"]) for n in ("n_levels-2", "n_levels-4")}
+    assert params["n_levels-4"] > params["n_levels-2"]  # the variant really changed the model
+
+
+def test_baselines_train_and_predict_through_the_workflow(workdir):
+    """NeurComp and HashINR (Sec. 6.3) through rules baseline and predict: trained on the
+    training frames with the one loop, every frame predicted, finite metrics."""
+    targets = tuple(f"{RESULTS}/predictions/{m}.zarr" for m in ("neurcomp", "hashinr"))
+    snakemake(workdir, targets=targets)
+    dataset = workdir / RESULTS / "dataset.zarr"
+    for m in ("neurcomp", "hashinr"):
+        info = json.loads((workdir / RESULTS / m / "info.json").read_text())
+        assert info["steps"] == 200 and info["resumed_from"] == 0, info
+        store = zarr.open_group(str(workdir / RESULTS / f"predictions/{m}.zarr"), mode="r")
+        assert store["frames"].shape == zarr.open_group(str(dataset), mode="r")["frames"].shape
+        assert np.isfinite(store["frames"][...]).all()

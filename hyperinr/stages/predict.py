@@ -2,7 +2,8 @@
 
 HyperINR predictions go through the path a user's renderer takes: `generate(theta)` builds a
 standalone INR (timed: the paper's generation latency), which is then evaluated on the grid
-(timed: inference bandwidth).
+(timed: inference bandwidth). The teacher and the baselines (NeurComp, HashINR; Sec. 6.3) are
+single networks over (theta, x): evaluated on the whole grid per frame, timed the same way.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from hyperinr.config import Config
 from hyperinr.data.store import write_frames_store
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import grid_coords, n_voxels
+from hyperinr.models.baselines import BASELINES, baseline_volume, load_baseline
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.models.inr import INR
 from hyperinr.stage_info import write_info
 from hyperinr.stages.common import DatasetTensors, load_dataset_meta
 
-METHODS = ("teacher", "hyperinr")
+METHODS = ("teacher", "hyperinr", *BASELINES)
 
 
 @torch.inference_mode()
@@ -42,6 +44,19 @@ def inr_volume(inr: INR, dims: tuple[int, ...], batch: int, device: torch.device
 
 def _shape(meta: DatasetTensors) -> tuple[int, ...]:
     return (*meta.dims, meta.n_channels) if meta.n_channels > 1 else tuple(meta.dims)
+
+
+def _check_layout(path: Path, state: dict, meta: DatasetTensors) -> None:
+    """A model file made for another dataset layout fails here, naming the file, rather than
+    as a shape error deep inside the network."""
+    arch = state.get("arch", {})
+    got = (arch.get("n_params"), arch.get("n_spatial"), arch.get("n_outputs"))
+    need = (meta.n_params, meta.n_spatial, meta.n_channels)
+    if got != need or list(state.get("dims", [])) != list(meta.dims):
+        raise ValueError(
+            f"{path}: model was trained for another dataset layout (parameters, spatial dims, "
+            f"channels {got}, dims {state.get('dims')}; dataset has {need}, {list(meta.dims)})"
+        )
 
 
 def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path) -> Path:
@@ -62,6 +77,13 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
 
         def volume(i: int) -> np.ndarray:
             return teacher_values(teacher, meta.params01[i], meta.dims, batch, device)
+
+    elif method in BASELINES:
+        baseline, state = load_baseline(model_path, method, device)
+        _check_layout(model_path, state, meta)
+
+        def volume(i: int) -> np.ndarray:
+            return baseline_volume(baseline, meta.params01[i], meta.dims, batch, device)
 
     else:
         hyper, _ = load_hyperinr(model_path, device)

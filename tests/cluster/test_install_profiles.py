@@ -9,7 +9,7 @@ from clusterlib import PROFILES, TOY_SNAKEFILE
 
 from hyperinr.profiles import install_profiles, user_profile_dir
 
-NAMES = {"polaris", "slurm", "slurm-local"}
+NAMES = {"polaris", "polaris-allocation", "slurm", "slurm-local"}
 
 
 def test_links_every_profile_and_is_idempotent(tmp_path):
@@ -20,10 +20,10 @@ def test_links_every_profile_and_is_idempotent(tmp_path):
     for link in links:
         assert link.is_symlink() and link.resolve() == (PROFILES / link.name).resolve()
         assert (link / "config.v8+.yaml").is_file()
-    assert sum(line.startswith("installed:") for line in said) == 3
+    assert sum(line.startswith("installed:") for line in said) == len(NAMES)
     said.clear()
     assert install_profiles(dest, log=said.append) == links
-    assert sum(line.startswith("up to date:") for line in said) == 3
+    assert sum(line.startswith("up to date:") for line in said) == len(NAMES)
 
 
 def test_conflicts_are_kept_unless_forced(tmp_path):
@@ -33,7 +33,7 @@ def test_conflicts_are_kept_unless_forced(tmp_path):
     (dest / "slurm").symlink_to(tmp_path)
     said: list[str] = []
     links = install_profiles(dest, log=said.append)
-    assert {p.name for p in links} == {"slurm-local"}
+    assert {p.name for p in links} == {"polaris-allocation", "slurm-local"}
     assert sum(line.startswith("skipped:") for line in said) == 2
     links = install_profiles(dest, force=True, log=said.append)
     assert {p.name for p in links} == NAMES

@@ -213,6 +213,7 @@ ENV = {"HYPERINR_PBS_ACCOUNT": "MyProject"}
 
 
 def test_qsub_line_for_a_gpu_rule():
+    """90 minutes on one node: too long for debug, so preemptable, rerunnable (-r y)."""
     args = submit_mod.build_qsub_args(
         props("teacher", 8, {"gpu": 1, "runtime": 90, "mem_mb": 4000}, {"dataset": "tgv"}),
         ENV,
@@ -222,7 +223,7 @@ def test_qsub_line_for_a_gpu_rule():
         "-A",
         "MyProject",
         "-q",
-        "debug",
+        "preemptable",
         "-l",
         "select=1:system=polaris:ngpus=1:ncpus=8",
         "-l",
@@ -240,6 +241,10 @@ def test_qsub_line_for_a_gpu_rule():
         "-o",
         "/eagle/MyProject/hyperinr/logs/pbs/teacher-tgv.log",
         "-V",
+        "-v",
+        "HYPERINR_JOB_GPUS=1",
+        "-r",
+        "y",
     ]
 
 
@@ -249,8 +254,10 @@ def test_qsub_line_for_a_cpu_rule():
     )
     assert "-l" in args and "select=1:system=polaris:ncpus=2" in args
     assert not any("ngpus" in a for a in args)
-    assert "walltime=00:05:00" in args
+    assert "walltime=00:05:00" in args and args[args.index("-q") + 1] == "debug"
+    assert "-r" not in args  # debug jobs are not preempted
     assert args[args.index("-o") + 1] == "/w/logs/pbs/evaluate-7.log"
+    assert args[args.index("-v") + 1] == "HYPERINR_JOB_GPUS=0"  # its stages take no GPU slot
 
 
 def test_qsub_line_options_from_environment_and_resources():
@@ -466,12 +473,12 @@ def test_fake_pbs_runs_in_home_with_directives_and_reports_success(tmp_path, fak
 
 
 def test_fake_pbs_enforces_walltime(tmp_path, fake_pbs):
-    env = {**fake_pbs, "FAKE_PBS_WALLTIME_SCALE": str(1.5 / 60), "FAKE_PBS_KILL_DELAY": "0.5"}
+    env = {**fake_pbs, "FAKE_PBS_WALLTIME_SCALE": str(1.5 / 300), "FAKE_PBS_KILL_DELAY": "0.5"}
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\necho start\nsleep 30\necho never\n")
     res = qsub(
         env,
-        replace("walltime=00:10:00", "walltime=00:01:00") + ["-o", str(tmp_path / "out.log")],
+        replace("walltime=00:10:00", "walltime=00:05:00") + ["-o", str(tmp_path / "out.log")],
         script,
         tmp_path,
     )
@@ -482,7 +489,7 @@ def test_fake_pbs_enforces_walltime(tmp_path, fake_pbs):
     assert job["Exit_status"] == -29
     log = (tmp_path / "out.log").read_text()
     assert "start" in log and "never" not in log
-    assert "PBS: job killed: walltime" in log and "exceeded limit 60" in log
+    assert "PBS: job killed: walltime" in log and "exceeded limit 300" in log
     assert status_of(env, jobid) == "failed"
 
 
@@ -558,8 +565,9 @@ def test_toy_workflow_through_polaris_profile(tmp_path, fake_pbs, run_snakemake,
     assert {k: len(v) for k, v in jobs.items()} == {"simulate": 1, "teacher": 2, "evaluate": 2}
     assert all(j["Exit_status"] == 0 for js in jobs.values() for j in js)
     teacher = jobs["teacher"][0]
-    assert teacher["Resource_List"]["select"] == "1:system=polaris:ngpus=1:ncpus=8"
-    assert teacher["Resource_List"]["walltime"] == "00:10:00"
+    # the toy's own request (gpu=1, threads 2): the profile no longer overrides GPU rules
+    assert teacher["Resource_List"]["select"] == "1:system=polaris:ngpus=1:ncpus=2"
+    assert teacher["Resource_List"]["walltime"] == "00:10:00" and teacher["queue"] == "debug"
     assert jobs["evaluate"][0]["Resource_List"]["select"] == "1:system=polaris:ncpus=1"
     for name in ("simulate-", "teacher-a", "teacher-b", "evaluate-a", "evaluate-b"):
         logs = list((work / "logs" / "pbs").glob(f"{name}*.log"))
@@ -669,12 +677,13 @@ def test_real_tiny_workflow_through_polaris_profile(
     assert (work / SUMMARY).exists()
 
     jobs = pbs_jobs_by_rule(env)
-    # PBS job names are rule names cut to 15 characters (distill_set_shard -> distill_set_sha).
-    rules = {"simulate", "ingest", "teacher", "distill_set_sha", "distill_set", "distill"}
-    assert rules <= set(jobs) and "predict" in jobs, sorted(jobs)
+    # PBS job names: rule names, or the group of packed one-GPU jobs (pack_shards, pack_predict).
+    rules = {"simulate", "ingest", "teacher", "pack_shards", "distill_set", "distill"}
+    assert rules <= set(jobs) and "pack_predict" in jobs, sorted(jobs)
     assert "report" not in jobs  # pbs_local: 1 in the profile
     assert all(j["Exit_status"] == 0 for js in jobs.values() for j in js)
-    assert "evaluate" in jobs and len(jobs["predict"]) == 3  # lerp, teacher, hyperinr
+    assert "evaluate" in jobs and len(jobs["pack_predict"]) == 1  # lerp, teacher, hyperinr
+    assert "ngpus=2" in jobs["pack_predict"][0]["Resource_List"]["select"]  # lerp needs none
 
     (teacher,) = jobs["teacher"]
     argv = shlex.split(teacher["Submit_arguments"])
@@ -683,10 +692,8 @@ def test_real_tiny_workflow_through_polaris_profile(
     limits = [argv[i + 1] for i, a in enumerate(argv) if a == "-l"]
     assert "walltime=00:30:00" in limits  # config/test.yaml: resources.teacher.runtime 30
     (select,) = [x for x in limits if x.startswith("select=")]
-    assert select.startswith("select=1:system=polaris") and ":ngpus=1" in select
-    assert ":ncpus=8" in select  # profile set-threads: 8 per GPU
-    lerp = [j for j in jobs["predict"] if "lerp" in j["Submit_arguments"]]
-    assert lerp and "ngpus" not in lerp[0]["Resource_List"]["select"]
+    assert select.startswith("select=1:system=polaris") and ":ngpus=4" in select  # whole node
+    assert ":ncpus=4" in select  # 4 ranks x runtime.threads (1 in config/test.yaml)
     for rule in ("simulate", "ingest", "evaluate"):
         assert "ngpus" not in jobs[rule][0]["Resource_List"]["select"], rule
 

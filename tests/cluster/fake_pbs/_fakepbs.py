@@ -21,6 +21,15 @@ job gets SIGTERM, then SIGKILL, and ``Exit_status`` -29 (JOB_EXEC_KILL_WALLTIME)
 ``qdel`` of a running job: SIGTERM/SIGKILL, ``Exit_status`` 256+signal (271).
 ``qdel`` of a queued job: finished without ``Exit_status``.
 
+Whole nodes: a job of N nodes is charged N x 4 GPUs for its wall time whatever it asks
+(``gpu_seconds_allocated``); ``gpu_seconds_used`` is measured by sampling, every 0.1 s, which
+of the node's GPU slots are held (the flock'ed ``$TMPDIR/hyperinr-gpus.*/gpu<i>.lock`` files of
+hyperinr.cluster.gpus, seen in /proc/locks the way nvidia-smi sees GPU processes); each job gets
+its own ``$TMPDIR`` (node-local, as PBS makes one per job).  Preemption: ``qrerun <id>`` (what
+the scheduler does to a preempted ``-r y`` job) kills the running job and requeues it under the
+same id; it starts again (``run_count`` + 1, output appended); a job submitted with ``-r n``
+cannot be rerun.  At most 20 queued or running ``preemptable`` jobs per project.
+
 Knobs: FAKE_PBS_STATE (required), FAKE_PBS_SERVER (polaris-pbs-01),
 FAKE_PBS_WALLTIME_SCALE (1.0), FAKE_PBS_QUEUE_SECONDS (0: time spent in Q),
 FAKE_PBS_KILL_DELAY (2 s between SIGTERM and SIGKILL), FAKE_PBS_QSTAT_FAIL
@@ -47,6 +56,8 @@ from pathlib import Path
 
 SERVER = os.environ.get("FAKE_PBS_SERVER", "polaris-pbs-01")
 PBS_VERSION = "2022.1.4.20230614134139"
+MIN_WALLTIME_S = 300  # 5 minutes, every Polaris queue
+PREEMPTABLE_PER_PROJECT = 20
 # queue: (min nodes, max nodes, max walltime seconds)
 QUEUES = {
     "debug": (1, 2, 3600),
@@ -235,8 +246,22 @@ def validate(opts: dict, script: str) -> dict:
     if queue.split("@")[0] not in QUEUES:
         raise Reject("qsub: Unknown queue")
     lo, hi, max_wall = QUEUES[queue.split("@")[0]]
-    if not lo <= nodes <= hi or wall > max_wall:
+    if not lo <= nodes <= hi or wall > max_wall or wall < MIN_WALLTIME_S:
         raise Reject("qsub: Job violates queue and/or server resource limits")
+    if queue.split("@")[0] == "preemptable":
+        active = [
+            j
+            for j in map(load, all_seqs())
+            if j
+            and j["queue"] == queue
+            and j["job_state"] != "F"
+            and j["Account_Name"] == opts["A"]
+        ]
+        if len(active) >= PREEMPTABLE_PER_PROJECT:
+            raise Reject(
+                "qsub: would exceed queue preemptable's per-project limit of "
+                f"{PREEMPTABLE_PER_PROJECT} jobs (running, accruing or queued)"
+            )
     keep = opts.get("k", "n")
     if not (keep == "n" or re.fullmatch(r"(?!.*(.).*\1)[oed]+", keep)) or keep == "d":
         raise Reject("qsub: illegal -k value")
@@ -438,64 +463,108 @@ def run(seq: int) -> int:
     err_path = err_final if direct and "e" in keep else str(spool / f"{seq}.ER")
     undelivered = []
 
-    def open_out(path):
+    def open_out(path, mode="w"):
         try:
-            return open(path, "w")
+            return open(path, mode)
         except OSError:
             undelivered.append(path)
             return open(spool / f"{seq}.undelivered", "a")
 
-    out = open_out(out_path)
-    err = out if job["Join_Path"] == "oe" else open_out(err_path)
-    start = time.time()
-    proc = subprocess.Popen(
-        [shell, job["script"]],
-        cwd=home if os.path.isdir(home) else "/",
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        start_new_session=True,
-    )
-    update(
-        seq,
-        job_state="R",
-        substate=42,
-        stime=start,
-        pid=proc.pid,
-        run_count=1,
-        exec_host="x3004c0s1b0n0/0*64",
-        comment=f"Job run at {time.ctime(start)} on (x3004c0s1b0n0:ncpus=64:ngpus=4)",
-    )
     limit = job["walltime_s"] * float(os.environ.get("FAKE_PBS_WALLTIME_SCALE", "1"))
     kill_delay = float(os.environ.get("FAKE_PBS_KILL_DELAY", "2"))
+    nodes = int(job["Resource_List"]["nodect"])
+    hosts = [f"x3004c0s{(seq + i) % 8}b0n{i % 2}" for i in range(nodes)]
+    exec_host = "+".join(f"{h}/0*64" for h in hosts)
+    on = "+".join(f"{h}:ncpus=64:ngpus={NODE_NGPUS}" for h in hosts)
+    tmpdir = state_dir() / "jobs" / f"{seq}.tmp"  # PBS's per-job, node-local TMPDIR
+    tmpdir.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmpdir)
+    rerun_flag = state_dir() / "jobs" / f"{seq}.rerun"
+    alloc_s = used_s = 0.0
+    slots_used: set[str] = set()
+    run_count = 0
     exit_status = None
     reason = ""
+    first_start = None
     while True:
-        try:
-            rc = proc.wait(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        elapsed = time.time() - start
-        if qdel_flag.exists() or elapsed > limit:
-            if not qdel_flag.exists():
-                exit_status = -29
-                limit_s = job["walltime_s"]
-                used = max(limit_s + 1, int(elapsed * limit_s / max(limit, 1e-9)))
-                reason = f"=>> PBS: job killed: walltime {used} exceeded limit {limit_s}\n"
-                out.write(reason)
+        run_count += 1
+        mode = "w" if run_count == 1 else "a"
+        out = open_out(out_path, mode)
+        err = out if job["Join_Path"] == "oe" else open_out(err_path, mode)
+        start = time.time()
+        first_start = first_start or start
+        proc = subprocess.Popen(
+            [shell, job["script"]],
+            cwd=home if os.path.isdir(home) else "/",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        update(
+            seq,
+            job_state="R",
+            substate=42,
+            stime=start,
+            pid=proc.pid,
+            run_count=run_count,
+            exec_host=exec_host,
+            comment=f"Job run at {time.ctime(start)} on ({on})",
+        )
+        requeued = False
+        last = start
+        while True:
+            try:
+                rc = proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.time()
+            held = held_gpu_slots(tmpdir)
+            used_s += (now - last) * len(held)
+            slots_used |= held
+            last = now
+            elapsed = now - start
+            if rerun_flag.exists():
+                requeued = True
+                out.write(f"=>> PBS: job {job['id']} preempted: killed and requeued (-r y)\n")
                 out.flush()
-            update(seq, job_state="E", substate=51)
-            terminate(proc, kill_delay)
-            rc = proc.wait()
+                update(seq, job_state="E", substate=51)
+                terminate(proc, kill_delay)
+                rc = proc.wait()
+                rerun_flag.unlink()
+                break
+            if qdel_flag.exists() or elapsed > limit:
+                if not qdel_flag.exists():
+                    exit_status = -29
+                    limit_s = job["walltime_s"]
+                    used = max(limit_s + 1, int(elapsed * limit_s / max(limit, 1e-9)))
+                    reason = f"=>> PBS: job killed: walltime {used} exceeded limit {limit_s}\n"
+                    out.write(reason)
+                    out.flush()
+                update(seq, job_state="E", substate=51)
+                terminate(proc, kill_delay)
+                rc = proc.wait()
+                break
+        end = time.time()
+        alloc_s += (end - start) * nodes * NODE_NGPUS
+        out.close()
+        if err is not out:
+            err.close()
+        if not requeued:
             break
-    end = time.time()
+        update(
+            seq,
+            job_state="Q",
+            substate=10,
+            comment=f"Job requeued after preemption at {time.ctime(end)} (run {run_count})",
+            gpu_seconds_allocated=round(alloc_s, 3),
+            gpu_seconds_used=round(used_s, 3),
+        )
+    start = first_start
     if exit_status is None:
         exit_status = rc if rc >= 0 else 256 + (-rc)
-    out.close()
-    if err is not out:
-        err.close()
     for src, dst in ((out_path, out_final), (err_path, err_final)):
         if (
             src != dst
@@ -509,7 +578,7 @@ def run(seq: int) -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cput = usage.ru_utime + usage.ru_stime
     wall = end - start
-    comment = f"Job run at {time.ctime(start)} on (x3004c0s1b0n0:ncpus=64:ngpus=4) and finished"
+    comment = f"Job run at {time.ctime(start)} on ({on}) and finished"
     if qdel_flag.exists():
         comment = f"Job run at {time.ctime(start)} and deleted by user"
     elif exit_status == -29:
@@ -523,6 +592,9 @@ def run(seq: int) -> int:
         Exit_status=exit_status,
         obittime=end,
         comment=comment,
+        gpu_seconds_allocated=round(alloc_s, 3),
+        gpu_seconds_used=round(used_s, 3),
+        gpu_slots_used=sorted(slots_used),
         resources_used={
             "cpupercent": int(100 * cput / wall) if wall > 0 else 0,
             "cput": fmt_duration(cput),
@@ -533,6 +605,30 @@ def run(seq: int) -> int:
         },
     )
     return 0
+
+
+def held_gpu_slots(tmpdir: Path) -> set[str]:
+    """GPU slot files of this job that some process holds locked right now (/proc/locks)."""
+    slots = list(tmpdir.glob("hyperinr-gpus.*/gpu*.lock"))
+    if not slots:
+        return set()
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return set()
+    locked = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] != "->":
+            locked.add(fields[5].rsplit(":", 1)[-1])
+    held = set()
+    for path in slots:
+        try:
+            if str(path.stat().st_ino) in locked:
+                held.add(path.stem)
+        except OSError:
+            pass
+    return held
 
 
 def terminate(proc: subprocess.Popen, delay: float) -> None:
@@ -691,11 +787,37 @@ def qdel(argv: list[str]) -> int:
     return rc
 
 
+# ---------------------------------------------------------------- qrerun ---
+def qrerun(argv: list[str]) -> int:
+    """Requeue running jobs, as the scheduler does to preempted rerunnable jobs."""
+    try:
+        _, ids = getopt.getopt(argv, "fW:")
+    except getopt.GetoptError as e:
+        sys.stderr.write(f"qrerun: {e}\n")
+        return 2
+    rc = 0
+    for text in ids:
+        seq = parse_id(text)
+        job = load(seq) if seq is not None else None
+        if job is None:
+            sys.stderr.write(f"qrerun: Unknown Job Id {text}\n")
+            rc = E_UNKNOWN_JOB
+        elif job["Rerunable"] != "True":
+            sys.stderr.write(f"qrerun: Job is not rerunnable {job['id']}\n")
+            rc = 1
+        elif job["job_state"] != "R":
+            sys.stderr.write(f"qrerun: Request invalid for state of job {job['id']}\n")
+            rc = 1
+        else:
+            (state_dir() / "jobs" / f"{seq}.rerun").write_text(str(time.time()))
+    return rc
+
+
 def main() -> int:
     prog = Path(sys.argv[0]).name
     if prog == "_fakepbs.py" and len(sys.argv) == 3 and sys.argv[1] == "run":
         return run(int(sys.argv[2]))
-    return {"qsub": qsub, "qstat": qstat, "qdel": qdel}[prog](sys.argv[1:])
+    return {"qsub": qsub, "qstat": qstat, "qdel": qdel, "qrerun": qrerun}[prog](sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -9,21 +9,29 @@ printed as the first (only) line of stdout, which is what the plugin records.
 
 Mapping (see docs/cluster.md):
   resources.pbs_account | $HYPERINR_PBS_ACCOUNT  -> -A   (required)
-  resources.pbs_queue   | $HYPERINR_PBS_QUEUE    -> -q   (default: debug)
   resources.nodes (1), gpu (0), threads          -> -l select=N:system=polaris[:ngpus=G]:ncpus=T
-  resources.runtime (minutes)                    -> -l walltime=HH:MM:SS
+  resources.runtime (minutes)                    -> -l walltime=HH:MM:SS (at least 5 min)
+  nodes + runtime (hyperinr.cluster.polaris)     -> -q debug | debug-scaling | prod | preemptable
+  resources.pbs_queue | $HYPERINR_PBS_QUEUE      -> -q that queue instead (checked: its limits)
   $HYPERINR_PBS_FILESYSTEMS (home:eagle)         -> -l filesystems=...
   $HYPERINR_PBS_PLACE (scatter)                  -> -l place=...
-  always                                         -> -k doe -j oe -V -N <rule> -o logs/pbs/<...>.log
-  queue == preemptable                           -> -r y
+  always                                         -> -k doe -j oe -V -N <rule|group>
+                                                    -o logs/pbs/<...>.log
+  queue preemptable                              -> -r y (a preempted job is requeued and resumes)
+  resources.gpu                                  -> -v HYPERINR_JOB_GPUS=G (0: no GPU slot taken)
   $HYPERINR_PBS_QSUB_ARGS                        -> appended verbatim (shlex-split)
+
+A job no Polaris queue accepts (e.g. 1 node for more than 72 h, more than 4 GPUs per node)
+is refused here with one line, and nothing reaches qsub.  Group jobs (the profile packs four
+one-GPU jobs into one) are submitted like any job: their resources are the group's sums.
 
 Jobs whose resources say ``pbs_local=1`` (or every CPU job when
 ``HYPERINR_PBS_LOCAL=cpu``) are not sent to PBS: they run in the background on
 the submitting host (the login node) and get a ``local.<pid>`` job id that
 pbs_status.py and pbs_cancel.py understand.
 
-Only the standard library is used, so any python3 on the login node works.
+Besides the standard library it needs only the hyperinr package (hyperinr.cluster.polaris,
+standard library only too): run Snakemake from the activated venv.
 """
 
 from __future__ import annotations
@@ -38,23 +46,15 @@ import sys
 import time
 from pathlib import Path
 
+from hyperinr.cluster import gpus, polaris
+
 PROG = "hyperinr-pbs-submit"
-DEFAULT_QUEUE = "debug"
 DEFAULT_FILESYSTEMS = "home:eagle"
 DEFAULT_PLACE = "scatter"
 DEFAULT_SYSTEM = "polaris"
 DEFAULT_RUNTIME_MIN = 60
 LOG_DIR = Path("logs") / "pbs"
 LOCAL_STATE_DIR = Path(".snakemake") / "hyperinr-pbs-local"
-# Known Polaris queue limits (nodes, walltime minutes); used only for warnings:
-# the scheduler is the authority and rejects what it does not accept.
-QUEUE_LIMITS = {
-    "debug": (1, 2, 60),
-    "debug-scaling": (1, 10, 60),
-    "prod": (10, 496, 24 * 60),
-    "preemptable": (1, 10, 72 * 60),
-    "demand": (1, 56, 60),
-}
 TRANSIENT = re.compile(r"cannot connect|connection refused|timed out|try again|server busy", re.I)
 
 
@@ -115,8 +115,26 @@ def log_stem(props: dict) -> str:
 
 
 def walltime(minutes: int) -> str:
-    minutes = max(1, int(minutes))
-    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+    return polaris.walltime(max(1, int(minutes)))
+
+
+def placement(resources: dict, env: dict) -> tuple[polaris.Placement, int]:
+    """(queue placement, GPUs per node) of a job, or SubmitError saying why no queue takes it."""
+    nodes = _int_resource(resources, "nodes", 1)
+    gpus = _int_resource(resources, "gpu", 0)
+    runtime = _int_resource(resources, "runtime", DEFAULT_RUNTIME_MIN)
+    if runtime <= 0:
+        runtime = DEFAULT_RUNTIME_MIN
+    queue = str(resources.get("pbs_queue") or env.get("HYPERINR_PBS_QUEUE") or "")
+    try:  # the same rules as the pre-flight check at parse time (rules/common.smk)
+        return polaris.place(gpus, runtime, nodes, queue)
+    except polaris.QueueError as err:
+        raise SubmitError(f"{err}; nothing was submitted") from None
+
+
+def job_gpus(resources: dict) -> int:
+    """The job's GPUs (a group job's: the sum of its jobs')."""
+    return max(0, _int_resource(resources, "gpu", 0))
 
 
 def is_local(props: dict, env: dict) -> bool:
@@ -147,28 +165,23 @@ def build_qsub_args(props: dict, env: dict | None = None, workdir: str | None = 
     env = dict(os.environ if env is None else env)
     workdir = workdir or os.getcwd()
     resources = props.get("resources") or {}
-    queue = str(resources.get("pbs_queue") or env.get("HYPERINR_PBS_QUEUE") or DEFAULT_QUEUE)
-    nodes = max(1, _int_resource(resources, "nodes", 1))
-    gpus = max(0, _int_resource(resources, "gpu", 0))
+    where, gpus_per_node = placement(resources, env)
     threads = max(1, int(props.get("threads") or 1))
-    runtime = _int_resource(resources, "runtime", DEFAULT_RUNTIME_MIN)
-    if runtime <= 0:
-        runtime = DEFAULT_RUNTIME_MIN
 
-    chunk = [f"{nodes}", f"system={env.get('HYPERINR_PBS_SYSTEM', DEFAULT_SYSTEM)}"]
-    if gpus:
-        chunk.append(f"ngpus={math.ceil(gpus / nodes)}")
-    chunk.append(f"ncpus={threads}")
+    chunk = [f"{where.nodes}", f"system={env.get('HYPERINR_PBS_SYSTEM', DEFAULT_SYSTEM)}"]
+    if gpus_per_node:
+        chunk.append(f"ngpus={gpus_per_node}")
+    chunk.append(f"ncpus={min(threads, 64)}")
 
     args = [
         "-A",
         account(props, env),
         "-q",
-        queue,
+        where.queue,
         "-l",
         "select=" + ":".join(chunk),
         "-l",
-        f"walltime={walltime(runtime)}",
+        f"walltime={polaris.walltime(where.minutes)}",
         "-l",
         f"filesystems={env.get('HYPERINR_PBS_FILESYSTEMS', DEFAULT_FILESYSTEMS)}",
         "-l",
@@ -184,19 +197,12 @@ def build_qsub_args(props: dict, env: dict | None = None, workdir: str | None = 
     ]
     if _truthy(env.get("HYPERINR_PBS_EXPORT_ENV", "1")):
         args.append("-V")
-    if queue == "preemptable":
+    # the job's GPU request, for its stages: a CPU job (0) takes no GPU slot (hyperinr.cluster.gpus)
+    args += ["-v", f"{gpus.ENV_JOB_GPUS}={job_gpus(resources)}"]
+    if where.rerunnable:
         args += ["-r", "y"]
     args += shlex.split(env.get("HYPERINR_PBS_QSUB_ARGS", ""))
 
-    limits = QUEUE_LIMITS.get(queue)
-    if limits and not (limits[0] <= nodes <= limits[1] and runtime <= limits[2]):
-        print(
-            f"{PROG}: warning: {job_name(props)} asks for {nodes} node(s) x "
-            f"{walltime(runtime)}, outside Polaris queue {queue} limits "
-            f"({limits[0]}-{limits[1]} nodes, <= {walltime(limits[2])}); "
-            "set HYPERINR_PBS_QUEUE or resources pbs_queue",
-            file=sys.stderr,
-        )
     return args
 
 
@@ -241,8 +247,10 @@ def submit_local(jobscript: str, props: dict) -> str:
     # The wrapper writes the script's exit status atomically when it ends.
     wrapper = 'sh "$1"; rc=$?; echo $rc > "$2.tmp"; mv "$2.tmp" "$2"; exit $rc'
     with open(log, "ab") as out:
+        job_env = {**os.environ, gpus.ENV_JOB_GPUS: str(job_gpus(props.get("resources") or {}))}
         proc = subprocess.Popen(
             ["/bin/sh", "-c", wrapper, "hyperinr-local-job", jobscript, str(rcfile)],
+            env=job_env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

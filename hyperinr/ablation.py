@@ -1,0 +1,158 @@
+"""The paper's Sec. 6 sweeps as variants of the configured HyperINR (rules/ablation.smk).
+
+A variant changes exactly one key of the `hyperinr` section (and, when `ablation.steps` is
+set, the training steps of every variant alike) and is distilled from the pipeline's own
+teacher and distillation set: a sweep never retrains what its runs share, and each variant
+is an ordinary distill run with its own provenance, so a finished variant is never redone
+and a killed one resumes. Names are `<key>-<value>` (`n_levels-4`), which is also the model
+directory `results/<name>/ablation/<variant>/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hyperinr.atomic import atomic_path
+from hyperinr.config import AblationConfig
+from hyperinr.evaluate.metrics import read_metrics
+from hyperinr.evaluate.report import method_means
+
+# sweep -> (variant key, dotted hyperinr key it sets, AblationConfig field with its values)
+SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "encoders": (("encoders", "hyperinr.n_encoders", "encoders"),),
+    "hash": (
+        ("n_levels", "hyperinr.encoding.n_levels", "n_levels"),
+        ("n_features_per_level", "hyperinr.encoding.n_features_per_level", "n_features_per_level"),
+        ("log2_hashmap_size", "hyperinr.encoding.log2_hashmap_size", "log2_hashmap_size"),
+    ),
+}
+LABELS = {
+    "encoders": "encoders N",
+    "n_levels": "levels L",
+    "n_features_per_level": "features per level F",
+    "log2_hashmap_size": "log2 table size T",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    sweep: str
+    key: str  # short name (the variant's prefix)
+    dotted: str  # the config key it sets
+    value: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}-{self.value}"
+
+
+def variants(cfg: AblationConfig, sweep: str) -> list[Variant]:
+    if sweep not in SWEEPS:
+        raise ValueError(f"unknown ablation '{sweep}' (one of {', '.join(SWEEPS)})")
+    return [
+        Variant(sweep, key, dotted, int(v))
+        for key, dotted, field in SWEEPS[sweep]
+        for v in getattr(cfg, field)
+    ]
+
+
+def parse(name: str) -> tuple[str, int]:
+    key, _, value = name.rpartition("-")
+    if key not in LABELS or not value.isdigit():
+        raise ValueError(f"ablation variant '{name}' is not <key>-<integer> ({', '.join(LABELS)})")
+    return key, int(value)
+
+
+def variant_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The plain config of variant `name`: one hyperinr key changed, ablation.steps applied."""
+    key, value = parse(name)
+    dotted = next(d for sw in SWEEPS.values() for k, d, _ in sw if k == key)
+    out = copy.deepcopy(dict(config))
+    node = out
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    steps = out.get("ablation", {}).get("steps")
+    if steps is not None:
+        out["hyperinr"].setdefault("train", {})["steps"] = int(steps)
+    return out
+
+
+def summarise(
+    sweep: str,
+    names: Sequence[str],
+    metrics_csv: str | Path,
+    infos: Sequence[str | Path],
+    reference_csv: str | Path,
+    out_csv: str | Path,
+    out_png: str | Path,
+) -> list[dict[str, Any]]:
+    """One row per variant (mean unseen PSNR/SSIM, trainable parameters, distill wall time),
+    the teacher's and LERP's unseen means from the pipeline's metrics.csv as references, a
+    plot per swept key."""
+    unseen = method_means(read_metrics(metrics_csv), "unseen")
+    reference = method_means(read_metrics(reference_csv), "unseen")
+    info_by = {}
+    for p in map(Path, infos):
+        info_by[p.parent.name] = json.loads(p.read_text())
+    rows = []
+    for name in names:
+        key, value = parse(name)
+        info = info_by.get(name, {})
+        m = unseen.get(name, {"psnr": math.nan, "ssim": math.nan, "n": 0})
+        rows.append({
+            "sweep": sweep, "variant": name, "key": key, "value": value,
+            "unseen_psnr": m["psnr"], "unseen_ssim": m["ssim"], "frames": m["n"],
+            "parameters": info.get("parameters", ""),
+            "distill_seconds": round(float(info.get("wall_seconds", math.nan)), 1),
+            "steps": info.get("steps", ""),
+        })  # fmt: skip
+    for ref in ("teacher", "lerp", "hyperinr"):
+        if ref in reference:
+            rows.append({
+                "sweep": sweep, "variant": f"reference {ref}", "key": "", "value": "",
+                "unseen_psnr": reference[ref]["psnr"], "unseen_ssim": reference[ref]["ssim"],
+                "frames": reference[ref]["n"], "parameters": "", "distill_seconds": "",
+                "steps": "",
+            })  # fmt: skip
+    with atomic_path(Path(out_csv)) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(Path(out_png), sweep, rows, reference)
+    return rows
+
+
+def _plot(path: Path, sweep: str, rows: list[dict[str, Any]], reference: dict) -> None:
+    keys = list(dict.fromkeys(r["key"] for r in rows if r["key"]))
+    fig = Figure(figsize=(4.2 * len(keys), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys), squeeze=False)[0])
+    for ax, key in zip(axes, keys, strict=True):
+        sel = sorted((r for r in rows if r["key"] == key), key=lambda r: r["value"])
+        ax.plot([r["value"] for r in sel], [r["unseen_psnr"] for r in sel], "-o", color="C0",
+                label="HyperINR variant")  # fmt: skip
+        for ref, color in (("teacher", "C1"), ("lerp", "C2")):
+            if ref in reference:
+                ax.axhline(reference[ref]["psnr"], color=color, ls="--", lw=1, label=ref)
+        if key != "encoders":
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(LABELS[key])
+        ax.set_ylabel("mean PSNR, unseen frames (dB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"ablation {sweep}: one HyperINR key varied, same teacher and set", fontsize=10)
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
