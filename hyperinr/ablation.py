@@ -11,7 +11,6 @@ directory `results/<name>/ablation/<variant>/`.
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -20,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hyperinr.atomic import atomic_path
 from hyperinr.config import AblationConfig
+from hyperinr.evaluate.figures import save_png, write_rows
 from hyperinr.evaluate.metrics import read_metrics
 from hyperinr.evaluate.report import method_means
 
@@ -127,10 +125,7 @@ def summarise(
                 "frames": reference[ref]["n"], "parameters": "", "distill_seconds": "",
                 "steps": "",
             })  # fmt: skip
-    with atomic_path(Path(out_csv)) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_csv, rows)
     _plot(Path(out_png), sweep, rows, reference)
     return rows
 
@@ -153,6 +148,4 @@ def _plot(path: Path, sweep: str, rows: list[dict[str, Any]], reference: dict) -
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"ablation {sweep}: one HyperINR key varied, same teacher and set", fontsize=10)
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
+    save_png(fig, path)

@@ -165,7 +165,10 @@ def test_forcerun_distill_reruns_only_distill_and_downstream_from_step_0(workdir
     before = teacher.stat().st_mtime_ns
     old = _info(workdir, "hyperinr")
     dry = snakemake(workdir, "-n", "--forcerun", "distill")
-    assert _planned(dry) == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}
+    # downstream of HyperINR: its prediction, the metrics and report, its speed and renders
+    downstream = {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1, "speed": 1,
+                  "renders": 1}  # fmt: skip
+    assert _planned(dry) == downstream
     assert "method=hyperinr" in dry.stdout + dry.stderr
     snakemake(workdir, "--forcerun", "distill")
     assert teacher.stat().st_mtime_ns == before
@@ -180,7 +183,8 @@ def test_forcerun_distill_reruns_only_distill_and_downstream_from_step_0(workdir
 def test_unrelated_keys_rerun_nothing_they_do_not_read(workdir):
     lr = _overlay(workdir, "lr.yaml", "hyperinr: {train: {lr: 0.005}}\n")
     plan = _planned(snakemake(workdir, "-n", "--configfile", "config/test.yaml", lr))
-    assert plan == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}, plan
+    assert plan == {"distill": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1,
+                    "speed": 1, "renders": 1}, plan  # fmt: skip
     threads = _overlay(workdir, "threads.yaml", "runtime: {threads: 2}\n")
     plan = snakemake(workdir, "-n", "--configfile", "config/test.yaml", threads)
     assert "Nothing to be done" in plan.stdout + plan.stderr

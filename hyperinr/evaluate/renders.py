@@ -16,16 +16,13 @@ machine can tell; PSNR compares each render with the ground truth's.
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -33,6 +30,7 @@ from hyperinr.atomic import atomic_path
 from hyperinr.config import Config
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
 from hyperinr.device import configure_threads, resolve_device
+from hyperinr.evaluate.figures import save_png, timed, write_rows
 from hyperinr.evaluate.metrics import order_methods
 from hyperinr.models.coordnet import evaluate_teacher, load_teacher
 from hyperinr.models.hyperinr import load_hyperinr
@@ -59,14 +57,6 @@ def interval_midpoints(ds: DatasetStore) -> list[int]:
         inside = np.arange(a + 1, b)
         mids.append(int(inside[np.argmin(np.abs(t[inside] - (t[a] + t[b]) / 2))]))
     return list(dict.fromkeys(mids))
-
-
-def _timed(fn) -> tuple[torch.Tensor, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    if out.device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
 
 
 def render_methods(
@@ -125,12 +115,12 @@ def render_methods(
     rows: list[dict[str, Any]] = []
     images: dict[tuple[str, int], np.ndarray] = {}
     for i in frames:
-        gt, t_gt = _timed(lambda i=i: shade(volume_field(volume(i, None))))
+        gt, t_gt = timed(lambda i=i: shade(volume_field(volume(i, None))))
         results = {GROUND_TRUTH: (gt, t_gt)}
         for m, make in fields.items():
-            results[m] = _timed(lambda make=make, i=i: shade(make(i)))
+            results[m] = timed(lambda make=make, i=i: shade(make(i)))
         for m in stores:
-            results[m] = _timed(lambda m=m, i=i: shade(volume_field(volume(i, m))))
+            results[m] = timed(lambda m=m, i=i: shade(volume_field(volume(i, m))))
         ref = gt.cpu().numpy()
         for m, (img, seconds) in results.items():
             pic = img.cpu().numpy()
@@ -142,18 +132,10 @@ def render_methods(
             rows.append({"frame": i, **{n: float(v) for n, v in zip(ds.param_names, ds.params[i],
                          strict=True)}, "method": m, "source": source, "render_seconds": seconds,
                          "psnr_vs_ground_truth": psnr})  # fmt: skip
-    _write_csv(Path(out_csv), rows)
+    write_rows(out_csv, rows)
     _plot(Path(out_png), ds, frames, methods, images, rows, cam)
     _write_md(Path(out_md), rows, methods, cam, rc.n_steps, device)
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def _plot(path, ds, frames, methods, images, rows, cam) -> None:
@@ -179,9 +161,7 @@ def _plot(path, ds, frames, methods, images, rows, cam) -> None:
         f"{cam.theta_deg:.0f}°, phi={cam.phi_deg:.0f}°)",
         fontsize=10,
     )
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
+    save_png(fig, path)
 
 
 def _write_md(path, rows, methods, cam, n_steps, device) -> None:

@@ -16,16 +16,13 @@ are what this noisy machine can tell), and compared with the reference render by
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -34,6 +31,7 @@ from hyperinr.config import Config
 from hyperinr.data.scene import read_scene
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
 from hyperinr.device import configure_threads, resolve_device
+from hyperinr.evaluate.figures import save_png, timed, write_rows
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.render import Camera, direction, inr_field, render, volume_field
 
@@ -59,14 +57,6 @@ def sweep_frames(ds: DatasetStore) -> list[int]:
     a, b = phis[0], phis[1]
     inside = at_theta[(params[at_theta, 1] >= a) & (params[at_theta, 1] <= b)]
     return [int(i) for i in inside[np.argsort(params[inside, 1])]]
-
-
-def _timed(fn) -> tuple[torch.Tensor, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    if out.device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
 
 
 def render_shadows(
@@ -109,7 +99,7 @@ def render_shadows(
     render(base, cam, tf, n_steps=4, light_dir=direction(*ds.params[frames[0]]), shadow_steps=2)
     for i in frames:
         light = direction(*ds.params[i])
-        ref, t_ref = _timed(lambda light=light: shade(light=light))
+        ref, t_ref = timed(lambda light=light: shade(light=light))
         results = {REFERENCE: (ref, t_ref)}
 
         def inr_render(i: int = i) -> torch.Tensor:
@@ -117,10 +107,10 @@ def render_shadows(
             field = inr_field(inr)
             return shade(shadow=lambda x: lo + (hi - lo) * field(x))
 
-        results["hyperinr"] = _timed(inr_render)
+        results["hyperinr"] = timed(inr_render)
         for m, store in stores.items():
             vol = torch.from_numpy(np.asarray(store.frames[i], dtype=np.float32)).to(device)
-            results[m] = _timed(lambda vol=vol: shade(shadow=volume_field(vol)))
+            results[m] = timed(lambda vol=vol: shade(shadow=volume_field(vol)))
         ref_np = ref.cpu().numpy()
         for m, (img, seconds) in results.items():
             pic = img.cpu().numpy()
@@ -142,18 +132,10 @@ def render_shadows(
                 }
             )
     methods = [REFERENCE, "hyperinr", *stores]
-    _write_csv(Path(out_csv), rows)
+    write_rows(out_csv, rows)
     _plot(Path(out_png), ds, frames, methods, images, rows, cam)
     _write_md(Path(out_md), rows, methods, cam, sc.n_steps, sc.shadow_steps, device)
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def _plot(path, ds, frames, methods, images, rows, cam) -> None:
@@ -182,9 +164,7 @@ def _plot(path, ds, frames, methods, images, rows, cam) -> None:
         f"(camera theta={cam.theta_deg:.0f}°, phi={cam.phi_deg:.0f}°)",
         fontsize=10,
     )
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
+    save_png(fig, path)
 
 
 def _write_md(path, rows, methods, cam, n_steps, shadow_steps, device) -> None:

@@ -16,7 +16,6 @@ Measured on the pipeline's own models and device:
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import time
@@ -29,6 +28,7 @@ import torch
 
 from hyperinr.atomic import atomic_path
 from hyperinr.device import configure_threads, resolve_device
+from hyperinr.evaluate.figures import write_rows
 from hyperinr.models.coordnet import load_teacher, to_teacher_range
 from hyperinr.models.hyperinr import load_hyperinr
 
@@ -146,10 +146,7 @@ def measure_speed(
 def write_speed(rows: list[dict[str, Any]], out_csv: str | Path, out_md: str | Path) -> None:
     """speed.csv and the summary's section (ratios: inference = teacher time / INR time,
     generation = generate time / copy time)."""
-    with atomic_path(Path(out_csv)) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_csv, rows)
     device = rows[0]["device"]
     lines = [
         f"## Speed (measured side by side in one process on {device})",

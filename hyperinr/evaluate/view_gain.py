@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
 from hyperinr.atomic import atomic_path
 from hyperinr.data.store import open_dataset
+from hyperinr.evaluate.figures import save_png
 from hyperinr.evaluate.metrics import metric_columns, read_metrics
 
 
@@ -95,9 +95,7 @@ def _plot(
     ax_k.set_ylabel("density")
     ax_k.set_title("kernel density estimate")
     fig.suptitle(title, fontsize=10)
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
+    save_png(fig, path, dpi=120)
 
 
 def write_view_gain(
