@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from hyperinr.data.store import open_dataset
 from hyperinr.models.hyperinr import load_hyperinr
 
 ROOT = Path(__file__).resolve().parents[1]
+# a plain local run: no cluster profile's node shape (HYPERINR_NODE_GPUS & co.) leaks in
+LOCAL_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HYPERINR_")}
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -33,7 +36,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 def snakemake(work: Path, config: str, *args: str, targets=(), check=True, timeout=900):
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *args,
            "--configfile", config]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=work, capture_output=True, text=True, timeout=timeout, env=LOCAL_ENV
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

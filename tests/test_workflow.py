@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pytest
 import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
+# a plain local run: no cluster profile's node shape (HYPERINR_NODE_GPUS & co.) leaks in
+LOCAL_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HYPERINR_")}
 RESULTS = "results/tgv16_test"
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
@@ -31,7 +34,8 @@ def snakemake(
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile",
            "config/test.yaml"]
     proc = subprocess.run(
-        [*cmd, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+        [*cmd, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout,
+        env=LOCAL_ENV,
     )
     if proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -205,7 +209,7 @@ def test_killed_distill_resumes_exactly(workdir):
     reference = _weights(model)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml",
            "--forcerun", "distill"]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, env=LOCAL_ENV,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     try:
