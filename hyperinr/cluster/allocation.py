@@ -19,7 +19,6 @@ mpiexec that runs on localhost aliases.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from hyperinr.cluster.gpus import try_lock
 from hyperinr.cluster.polaris import NODE_GPUS
 
 PROG = "hyperinr-allocation"
@@ -71,16 +71,6 @@ def job_gpus(props: dict) -> int:
     return gpus
 
 
-def _lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def take_slots(
     hosts: list[str], gpus: int, state: Path, wait_s: float = 600
 ) -> tuple[str, list[int], list[int]]:
@@ -91,7 +81,7 @@ def take_slots(
         if gpus == 0:
             free = []
             for host in hosts:
-                fds = [_lock(state / f"{host}.gpu{i}.lock") for i in range(NODE_GPUS)]
+                fds = [try_lock(state / f"{host}.gpu{i}.lock") for i in range(NODE_GPUS)]
                 free.append((sum(fd is not None for fd in fds), host))
                 for fd in fds:
                     if fd is not None:
@@ -100,7 +90,7 @@ def take_slots(
         for host in hosts:
             got: list[tuple[int, int]] = []
             for i in range(NODE_GPUS):
-                fd = _lock(state / f"{host}.gpu{i}.lock")
+                fd = try_lock(state / f"{host}.gpu{i}.lock")
                 if fd is not None:
                     got.append((i, fd))
                     if len(got) == gpus:

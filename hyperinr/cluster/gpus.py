@@ -66,7 +66,9 @@ def slot_dir(env: MutableMapping[str, str] | None = None) -> Path:
     return Path(tmp) / f"{SLOT_DIR_PREFIX}{env.get('PBS_JOBID') or 'node'}"
 
 
-def _try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> int | None:
+    """An exclusive, non-blocking flock on `path` (the fd), or None when someone holds it: the
+    kernel drops it however the holder dies, so a slot is never left taken."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -107,7 +109,7 @@ def claim(
     while True:
         fds: list[tuple[int, int]] = []
         for i in range(total):
-            fd = _try_lock(directory / f"gpu{i}.lock")
+            fd = try_lock(directory / f"gpu{i}.lock")
             if fd is not None:
                 fds.append((i, fd))
                 if len(fds) == n:
