@@ -1,11 +1,17 @@
-"""The paper's Sec. 6 sweeps as variants of the configured HyperINR (rules/ablation.smk).
+"""The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk).
 
-A variant changes exactly one key of the `hyperinr` section (and, when `ablation.steps` is
-set, the training steps of every variant alike) and is distilled from the pipeline's own
+Two kinds. `SWEEPS` (encoders, hash) are variants of the configured HyperINR: a variant
+changes exactly one key of the `hyperinr` section (and, when `ablation.steps` is set, the
+training steps of every variant alike) and is distilled from the pipeline's own
 teacher and distillation set: a sweep never retrains what its runs share, and each variant
 is an ordinary distill run with its own provenance, so a finished variant is never redone
 and a killed one resumes. Names are `<key>-<value>` (`n_levels-4`), which is also the model
 directory `results/<name>/ablation/<variant>/`.
+
+`MODEL_SWEEPS` (architectures, shared_mlp) compare different models trained on the training
+frames alone, as the paper's Sec. 6.2-6.3 do (no teacher: what the design choice itself gives);
+hyperinr/stages/ablation_models.py builds and trains them, each into
+`results/<name>/ablation/<model>/`, and they are predicted and evaluated like every method.
 """
 
 from __future__ import annotations
@@ -35,6 +41,35 @@ SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("log2_hashmap_size", "hyperinr.encoding.log2_hashmap_size", "log2_hashmap_size"),
     ),
 }
+# sweep -> its models; each model's predict kind (hyperinr predict --method)
+MODEL_SWEEPS: dict[str, tuple[str, ...]] = {
+    # Fig. 7A-B at one parameter budget, then 7C: HashINR and HyperINR at their configured size
+    "architectures": (
+        "coordnet", "neurcomp", "hashinr", "hyperinr", "hashinr_large", "hyperinr_large",
+    ),
+    # Fig. 8: one shared MLP vs one MLP per INR, both with encoders at the training frames
+    "shared_mlp": ("shared_mlp", "independent_mlps"),
+}  # fmt: skip
+PREDICT_KIND = {
+    "coordnet": "teacher",
+    "neurcomp": "neurcomp",
+    "hashinr": "hashinr",
+    "hashinr_large": "hashinr",
+    "hyperinr": "hyperinr",
+    "hyperinr_large": "hyperinr",
+    "shared_mlp": "hyperinr",
+    "independent_mlps": "independent",
+}
+MODEL_LABELS = {
+    "coordnet": "CoordNet (budget)",
+    "neurcomp": "NeurComp (budget)",
+    "hashinr": "HashINR (budget)",
+    "hyperinr": "HyperINR on GT (budget)",
+    "hashinr_large": "HashINR (configured T)",
+    "hyperinr_large": "HyperINR on GT (configured)",
+    "shared_mlp": "shared MLP (HyperINR)",
+    "independent_mlps": "independent MLPs",
+}
 LABELS = {
     "encoders": "encoders N",
     "n_levels": "levels L",
@@ -56,6 +91,8 @@ class Variant:
 
 
 def variants(cfg: AblationConfig, sweep: str) -> list[Variant]:
+    if sweep in MODEL_SWEEPS:
+        raise ValueError(f"ablation '{sweep}' compares models ({', '.join(MODEL_SWEEPS[sweep])})")
     if sweep not in SWEEPS:
         raise ValueError(f"unknown ablation '{sweep}' (one of {', '.join(SWEEPS)})")
     return [
@@ -148,4 +185,83 @@ def _plot(path: Path, sweep: str, rows: list[dict[str, Any]], reference: dict) -
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"ablation {sweep}: one HyperINR key varied, same teacher and set", fontsize=10)
+    save_png(fig, path)
+
+
+def summarise_models(
+    sweep: str,
+    names: Sequence[str],
+    metrics_csv: str | Path,
+    infos: Sequence[str | Path],
+    reference_csv: str | Path,
+    out_csv: str | Path,
+    out_png: str | Path,
+) -> list[dict[str, Any]]:
+    """One row per model of a MODEL_SWEEPS sweep (mean unseen and training-frame PSNR/SSIM,
+    trainable parameters, steps, training wall time), the pipeline's teacher, HyperINR and
+    LERP as reference rows; the plot shows PSNR per frame (1-D) and the unseen means."""
+    if sweep not in MODEL_SWEEPS:
+        raise ValueError(f"unknown model ablation '{sweep}' (one of {', '.join(MODEL_SWEEPS)})")
+    rows_in = read_metrics(metrics_csv)
+    unseen, train = method_means(rows_in, "unseen"), method_means(rows_in, "train")
+    reference = method_means(read_metrics(reference_csv), "unseen")
+    info_by = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in infos}
+    nan = {"psnr": math.nan, "ssim": math.nan, "n": 0}
+    rows = []
+    for name in names:
+        info = info_by.get(name, {})
+        u, t = unseen.get(name, nan), train.get(name, nan)
+        rows.append({
+            "sweep": sweep, "model": name, "label": MODEL_LABELS.get(name, name),
+            "unseen_psnr": u["psnr"], "unseen_ssim": u["ssim"], "frames": u["n"],
+            "train_psnr": t["psnr"], "train_ssim": t["ssim"],
+            "parameters": info.get("parameters", ""), "budget": info.get("budget", ""),
+            "steps": info.get("steps", ""),
+            "train_seconds": round(float(info.get("wall_seconds", math.nan)), 1),
+        })  # fmt: skip
+    for ref in ("teacher", "hyperinr", "lerp"):
+        if ref in reference:
+            rows.append({
+                "sweep": sweep, "model": f"reference {ref}", "label": f"pipeline {ref}",
+                "unseen_psnr": reference[ref]["psnr"], "unseen_ssim": reference[ref]["ssim"],
+                "frames": reference[ref]["n"], "train_psnr": "", "train_ssim": "",
+                "parameters": "", "budget": "", "steps": "", "train_seconds": "",
+            })  # fmt: skip
+    write_rows(out_csv, rows)
+    _plot_models(Path(out_png), sweep, names, rows_in, rows)
+    return rows
+
+
+def _plot_models(path: Path, sweep: str, names, frame_rows, rows) -> None:
+    param_cols = [k for k in frame_rows[0] if k not in ("frame", "split", "method", "psnr", "ssim")]
+    one_d = len(param_cols) == 1
+    fig = Figure(figsize=(10.5 if one_d else 5.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2 if one_d else 1, squeeze=False)[0]
+    if one_d:
+        ax = axes[0]
+        for c, name in enumerate(names):
+            sel = sorted((r for r in frame_rows if r["method"] == name), key=lambda r: r["frame"])
+            ax.plot([r[param_cols[0]] for r in sel], [r["psnr"] for r in sel], "-", lw=1.2,
+                    color=f"C{c}", label=MODEL_LABELS.get(name, name))  # fmt: skip
+        seen = sorted({r[param_cols[0]] for r in frame_rows if r["split"] == "train"})
+        for x in seen:
+            ax.axvline(x, color="0.85", lw=0.8, zorder=0)
+        ax.set_xlabel(f"{param_cols[0]} (grey: training frames)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    sel = [r for r in rows if not math.isnan(float(r["unseen_psnr"]))]
+    colors = [f"C{names.index(r['model'])}" if r["model"] in names else "0.6" for r in sel]
+    ax.barh([r["label"] for r in sel], [r["unseen_psnr"] for r in sel], color=colors)
+    for y, r in enumerate(sel):
+        count = f"  {int(r['parameters']):,} params" if r["parameters"] != "" else ""
+        ax.text(r["unseen_psnr"], y, f" {r['unseen_psnr']:.2f}{count}", va="center", fontsize=7)
+    lo = min(r["unseen_psnr"] for r in sel) if sel else 0.0
+    hi = max(r["unseen_psnr"] for r in sel) if sel else 1.0
+    ax.set_xlim(max(0.0, lo - 3), hi + 0.45 * (hi - lo + 3))
+    ax.invert_yaxis()
+    ax.set_xlabel("mean PSNR, unseen frames (dB)")
+    ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle(f"ablation {sweep}: models trained on the training frames", fontsize=10)
     save_png(fig, path)

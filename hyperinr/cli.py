@@ -73,6 +73,12 @@ def _cmd_baseline(cfg: Config, args: argparse.Namespace) -> None:
     train_baseline(cfg, args.model, Path(args.dataset), Path(args.out_dir))
 
 
+def _cmd_ablation_train(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.stages.ablation_models import train_ablation_model
+
+    train_ablation_model(cfg, args.model, Path(args.dataset), Path(args.out_dir))
+
+
 def _cmd_distill_set_shard(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.distill_set import build_shard
 
@@ -203,10 +209,10 @@ def _cmd_renders(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_ablation_table(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.ablation import summarise
+    from hyperinr.ablation import MODEL_SWEEPS, summarise, summarise_models
 
     names = [p.split("=", 1)[0] for p in args.pred] or [Path(p).parent.name for p in args.info]
-    summarise(
+    (summarise_models if args.sweep in MODEL_SWEEPS else summarise)(
         args.sweep,
         names,
         Path(args.metrics),
@@ -284,6 +290,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=["neurcomp", "hashinr"])
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
+    p = verb(
+        "ablation-train", _cmd_ablation_train,
+        "train one model of ablation_architectures / ablation_shared_mlp on the training frames",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, help="a model of hyperinr.ablation.MODEL_SWEEPS")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out-dir", required=True)
     p = verb("distill-set-shard", _cmd_distill_set_shard, "compute one distillation-set shard")
     p.add_argument("--dataset", required=True)
     p.add_argument("--teacher", required=True)
@@ -305,7 +318,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
     p.add_argument(
-        "--method", required=True, choices=["teacher", "hyperinr", "lerp", "neurcomp", "hashinr"]
+        "--method",
+        required=True,
+        choices=["teacher", "hyperinr", "lerp", "neurcomp", "hashinr", "independent"],
     )
     p.add_argument("--dataset", required=True)
     p.add_argument("--model")
@@ -354,7 +369,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p = verb("ablation-table", _cmd_ablation_table, "one ablation sweep's table and plot")
-    p.add_argument("--sweep", required=True, help="encoders | hash")
+    p.add_argument(
+        "--sweep", required=True, help="encoders | hash | architectures | shared_mlp"
+    )
     p.add_argument("--metrics", required=True, help="per-frame metrics CSV of the variants")
     p.add_argument("--info", action="append", default=[], help="ablation/<variant>/info.json")
     p.add_argument("--pred", action="append", default=[], help="VARIANT=PATH (names only)")

@@ -274,12 +274,19 @@ class EvaluateConfig:
 class AblationConfig:
     """The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk, hyperinr.ablation).
 
-    Every run reuses the pipeline's teacher and distillation set and changes one HyperINR key
-    of the configured model; `steps` (None: hyperinr.train.steps) shortens every run alike, so
-    a sweep compares like with like within a CPU budget.
+    The encoder and hash sweeps reuse the pipeline's teacher and distillation set and change
+    one HyperINR key of the configured model; the architecture and shared-MLP sweeps train
+    their models on the training frames (the paper's Sec. 6.2-6.3 setting, no teacher).
+    `steps` (None: each model's configured steps) shortens every run alike, so a sweep
+    compares like with like within a CPU budget.
     """
 
     steps: int | None = None
+    # ablation_architectures (Fig. 7A-B): every model's trainable parameters nearest `budget`
+    # (None: the configured teacher's count); HyperINR reaches it with `budget_encoders`
+    # encoders (the paper's 6) and the table size T that fits
+    budget: int | None = None
+    budget_encoders: int = 6
     encoders: tuple[int, ...] = (2, 4, 8, 16, 24, 32)  # Fig. 9A-B: N along time
     n_levels: tuple[int, ...] = (1, 2, 4, 8, 16)  # Fig. 10: L
     n_features_per_level: tuple[int, ...] = (1, 2, 4, 8)  # Fig. 10: F

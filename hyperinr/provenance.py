@@ -54,6 +54,24 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "speed": ("runtime.device",),
     "renders": ("render", "runtime.device"),
 }
+# The ablation models (hyperinr.ablation.MODEL_SWEEPS) read their model's block, the sweep's
+# settings and, where the budget follows the teacher's parameter count, its architecture.
+_ABLATION = (
+    "ablation.steps", "ablation.budget", "ablation.budget_encoders", "runtime.seed",
+    "runtime.device", "runtime.gpus_per_job",
+)
+_TEACHER_SIZE = ("teacher.widths", "teacher.hidden_blocks")
+STAGE_READS.update({
+    "ablation_coordnet": ("teacher", *_ABLATION),
+    "ablation_neurcomp": ("baselines.neurcomp", "baselines.train", *_TEACHER_SIZE, *_ABLATION),
+    "ablation_hashinr": ("baselines.hashinr", "baselines.train", *_TEACHER_SIZE, *_ABLATION),
+    "ablation_hashinr_large": ("baselines.hashinr", "baselines.train", *_ABLATION),
+    "ablation_hyperinr": ("hyperinr", *_TEACHER_SIZE, *_ABLATION),
+    "ablation_hyperinr_large": ("hyperinr", *_ABLATION),
+    "ablation_shared_mlp": ("hyperinr", *_ABLATION),
+    "ablation_independent_mlps": ("hyperinr", *_ABLATION),
+    "predict_independent": ("evaluate.batch_size", "runtime.device"),
+})  # fmt: skip
 HASH_CHARS = 24
 # Stages that train under torchrun, and the rule whose resources.<rule>.gpu sets their GPUs.
 TRAINING_STAGE_RULE = {
@@ -61,6 +79,7 @@ TRAINING_STAGE_RULE = {
     "distill": "distill",
     "baseline_neurcomp": "baseline",
     "baseline_hashinr": "baseline",
+    **{s: "distill" for s in STAGE_READS if s.startswith("ablation_")},
 }
 
 

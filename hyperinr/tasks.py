@@ -99,6 +99,9 @@ def _check_sampling(cfg: Config, n_params: int) -> None:
         )
     if h.k_nearest > n_enc:
         _fail("hyperinr.k_nearest", f"{h.k_nearest} exceeds the {n_enc} encoders")
+    n_budget = cfg.ablation.budget_encoders  # ablation_architectures' HyperINR
+    if h.k_nearest > n_budget:
+        _fail("ablation.budget_encoders", f"{n_budget} is below hyperinr.k_nearest={h.k_nearest}")
     if ds.gaussian.count + ds.uniform >= ds.n_params:
         _fail(
             "distill_set.gaussian.count",

@@ -9,7 +9,7 @@ from hyperinr.cluster.polaris import preflight_or_exit
 from hyperinr.config import Config
 from hyperinr.data.target_modes import MODES as TARGET_MODES
 from hyperinr.provenance import stage_slice
-from hyperinr.ablation import variant_config, variants
+from hyperinr.ablation import MODEL_SWEEPS, PREDICT_KIND, variant_config, variants
 from hyperinr.tasks import check_config, scene_files
 
 
@@ -47,6 +47,7 @@ wildcard_constraints:
     baseline="|".join(BASELINES),
     shard=r"\d+",
     variant=r"[a-z_0-9]+-\d+",
+    amodel="|".join(PREDICT_KIND),
 
 
 def resource(rule_name, key):
@@ -166,6 +167,8 @@ def distill_inputs(wildcards):
     """The distillation set (or, targets on_demand, the teacher it would be computed from);
     the teacher too when the targets mode needs its outputs at the training frames."""
     inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
+    if distill_mode(wildcards) == "ground_truth":  # the training frames alone
+        return inputs
     if not on_demand():
         inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
     if on_demand() or distill_mode(wildcards) != "teacher":
@@ -258,6 +261,8 @@ def ablation_variants(sweep):
 def variant_inputs(wildcards):
     """A variant distils from the pipeline's own set (and teacher where the mode needs it)."""
     inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
+    if config["hyperinr"]["targets_mode"] == "ground_truth":
+        return inputs
     if not on_demand():
         inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
     if on_demand() or config["hyperinr"]["targets_mode"] != "teacher":
@@ -273,3 +278,17 @@ def variant_stage_config(wildcards):
 
 def ablation_predictions(sweep):
     return {v: f"{RESULTS}/ablation/predictions/{v}.zarr" for v in ablation_variants(sweep)}
+
+
+def model_sweep_predictions(sweep):
+    """The models of a model sweep (hyperinr.ablation.MODEL_SWEEPS) and their predictions."""
+    return {m: f"{RESULTS}/ablation/predictions/{m}.zarr" for m in MODEL_SWEEPS[sweep]}
+
+
+def ablation_model_kind(wildcards):
+    """hyperinr predict --method of an ablation model (coordnet predicts as the teacher)."""
+    return PREDICT_KIND[wildcards.amodel]
+
+
+def ablation_predict_config(wildcards):
+    return stage_config(f"predict_{PREDICT_KIND[wildcards.amodel]}")

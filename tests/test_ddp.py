@@ -100,6 +100,7 @@ def _params(model: torch.nn.Module) -> list[torch.Tensor]:
 
 def _record_writes(out: Path, rank: int) -> None:
     """Record every checkpoint/model/info write with the rank that made it."""
+    import hyperinr.stages.common as common_mod
     import hyperinr.stages.teacher as teacher_mod
     import hyperinr.train as train_mod
 
@@ -110,7 +111,7 @@ def _record_writes(out: Path, rank: int) -> None:
     save_checkpoint, save_teacher, write_info = (
         train_mod.save_checkpoint,
         teacher_mod.save_teacher,
-        teacher_mod.write_info,
+        common_mod.write_info,  # the stages publish through common.train_and_publish
     )
 
     def recording_save(path, state):
@@ -127,7 +128,7 @@ def _record_writes(out: Path, rank: int) -> None:
 
     train_mod.save_checkpoint = recording_save
     teacher_mod.save_teacher = recording_model
-    teacher_mod.write_info = recording_info
+    common_mod.write_info = recording_info
 
 
 def _worker(mode: str, out: Path, *args: str) -> int:

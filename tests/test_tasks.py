@@ -58,6 +58,7 @@ def test_shipped_configs_pass(name):
         ),
         ("dgs", {"hyperinr": {"positions": [[0.1], [0.3]]}}, "hyperinr.positions", "[N][2]"),
         ("dgs", {"scene": {"n_train": 200}}, "scene.n_train", "exceeds the 150"),
+        ("nvs", {"ablation": {"budget_encoders": 3}}, "ablation.budget_encoders", "k_nearest=4"),
         (
             "dgs",
             {"dataset": {"split": {"train_first": 30}}},

@@ -347,6 +347,43 @@ def test_ablation_targets_reuse_the_teacher_and_set(workdir):
     assert params["n_levels-4"] > params["n_levels-2"]  # the variant really changed the model
 
 
+def test_model_ablations_train_on_the_frames_alone(workdir):
+    """ablation_architectures and ablation_shared_mlp on the tiny config: every model trained
+    once on the training frames (no teacher or set among its inputs), the budget models sized
+    near the teacher's count, a finite row each, the Fig. 8B render; a rerun does nothing."""
+    proc = snakemake(workdir, targets=("ablation_architectures", "ablation_shared_mlp"))
+    plan = _planned(proc)
+    assert plan["ablation_model"] == 8 and plan["predict_ablation_model"] == 8, plan
+    teacher_params = _info(workdir, "teacher")["parameters"]
+    report = workdir / RESULTS / "report"
+    for sweep, names in (("architectures", ["coordnet", "neurcomp", "hashinr", "hyperinr",
+                                            "hashinr_large", "hyperinr_large"]),
+                         ("shared_mlp", ["shared_mlp", "independent_mlps"])):  # fmt: skip
+        with open(report / f"ablation_{sweep}.csv") as fh:
+            rows = {r["model"]: r for r in csv.DictReader(fh)}
+        for name in names:
+            info = json.loads((workdir / RESULTS / "ablation" / name / "info.json").read_text())
+            assert math.isfinite(float(rows[name]["unseen_psnr"])), (sweep, name)
+            assert info["steps"] == 100 and int(rows[name]["parameters"]) == info["parameters"]
+            assert set(info["produced_by"]["inputs"]) == {"dataset"}, name
+            if name in ("coordnet", "neurcomp", "hashinr", "hyperinr"):
+                assert info["budget"] == teacher_params
+            if name in ("coordnet", "neurcomp", "hyperinr"):
+                assert abs(info["parameters"] - teacher_params) < 0.25 * teacher_params, name
+            if name == "hashinr":  # its default MLP alone outgrows the tiny teacher: least T
+                assert info["arch"]["encoding"]["log2_hashmap_size"] == 4, info["arch"]
+        assert {"reference teacher", "reference lerp"} <= set(rows)
+        assert (report / f"ablation_{sweep}.png").stat().st_size > 10_000
+    assert _info(workdir, "ablation/independent_mlps")["n_inrs"] == 5
+    render = report / "ablation_shared_mlp_render.png"
+    assert render.stat().st_size > 10_000
+    with open(report / "ablation_shared_mlp_render.csv") as fh:
+        methods = {r["method"] for r in csv.DictReader(fh)}
+    assert methods == {"ground truth", "shared_mlp", "independent_mlps"}
+    again = snakemake(workdir, "-n", targets=("ablation_architectures", "ablation_shared_mlp"))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_baselines_train_and_predict_through_the_workflow(workdir):
     """NeurComp and HashINR (Sec. 6.3) through rules baseline and predict: trained on the
     training frames with the one loop, every frame predicted, finite metrics."""

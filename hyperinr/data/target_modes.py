@@ -17,6 +17,10 @@ teacher on demand), so one teacher and one distillation set serve every mode:
   ([n_train, V, C], the size of the training frames): O(batch * K * 2^D) work, no extra set.
 - `hybrid`: a fraction of every batch is ground truth at the training parameters, the rest the
   teacher's targets (the loss weights the two by their share of the batch).
+- `ground_truth`: no teacher at all: every batch is ground truth at the training parameters.
+  This is not distillation but the paper's Sec. 6.2-6.3 setting (HyperINR trained like any
+  INR on the sparse frames, the ablations' architectures and shared-MLP comparisons), and it
+  measures what distillation buys.
 
 The shrinkage a is chosen from training frames only (`choose_shrinkage`): leave one training
 frame out, predict it from the other training frames with each candidate a, keep the a with the
@@ -35,7 +39,9 @@ import torch
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.interpolation import interpolation_weights
 
-MODES = ("teacher", "corrected", "hybrid")
+MODES = ("teacher", "corrected", "hybrid")  # distillation modes (rule target_modes compares them)
+GROUND_TRUTH = "ground_truth"  # no teacher, no set: the training frames alone
+TRAINING_MODES = (*MODES, GROUND_TRUTH)
 SHRINKAGE_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # 0, 0.05, ..., 1
 
 
@@ -164,6 +170,31 @@ class CorrectedTargets:
 
     def describe(self) -> dict[str, Any]:
         return {**self.source.describe(), "shrinkage": self.a}
+
+
+class GroundTruthTargets:
+    """Batches of the training frames alone: parameter (a training frame) and voxel uniform,
+    the batch source of targets_mode ground_truth. `frames` [n_train, V, C] in [0, 1]."""
+
+    def __init__(
+        self, frames: torch.Tensor, params01: np.ndarray, dims: tuple[int, ...], batch: int
+    ) -> None:
+        if len(frames) != len(params01):
+            raise ValueError(f"{len(frames)} training frames for {len(params01)} parameters")
+        self.frames, self.params01, self.dims, self.batch = frames, params01, dims, batch
+        self.n_points = n_voxels(dims)
+
+    def sample(self, step: int, gen: torch.Generator):
+        device = self.frames.device
+        j = torch.randint(len(self.params01), (self.batch,), generator=gen).to(device)
+        v = torch.randint(self.n_points, (self.batch,), generator=gen).to(device)
+        return j, flat_to_coords(v, self.dims), self.frames[j, v]
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"loader": "ground_truth", "training_frames": len(self.params01)}
 
 
 class HybridTargets:

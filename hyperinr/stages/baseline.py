@@ -9,13 +9,11 @@ provenance, and the last one is discarded once model.pt is published.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from hyperinr import distributed, provenance
-from hyperinr.atomic import clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
@@ -25,26 +23,18 @@ from hyperinr.models.baselines import (
     HashINR,
     NeurComp,
     neurcomp_width_for_budget,
-    parameter_count,
     save_baseline,
 )
-from hyperinr.models.coordnet import CoordNet
-from hyperinr.stage_info import write_info
-from hyperinr.stages.common import DatasetTensors, load_dataset_meta, read_frames
-from hyperinr.train import discard_checkpoint, rank_batch_size, train
+from hyperinr.stages.common import (
+    DatasetTensors,
+    load_dataset_meta,
+    read_frames,
+    teacher_parameter_count,
+    train_and_publish,
+)
+from hyperinr.train import rank_batch_size
 
 log = logging.getLogger(__name__)
-
-
-def teacher_parameter_count(cfg: Config, meta: DatasetTensors) -> int:
-    """Parameters of the configured CoordNet for this dataset, built on the meta device: no
-    memory and no draw from the random stream the baseline's own initialisation uses."""
-    with torch.device("meta"):
-        teacher = CoordNet(
-            meta.n_params + meta.n_spatial, meta.n_channels, cfg.teacher.widths,
-            cfg.teacher.hidden_blocks,
-        )
-    return parameter_count(teacher)
 
 
 def build_baseline(name: str, cfg: Config, meta: DatasetTensors) -> Baseline:
@@ -61,7 +51,12 @@ def build_baseline(name: str, cfg: Config, meta: DatasetTensors) -> Baseline:
     if name == "hashinr":
         hc = cfg.baselines.hashinr
         return HashINR(
-            meta.n_params, meta.n_spatial, meta.n_channels, hc.encoding, hc.n_bins, hc.network,
+            meta.n_params,
+            meta.n_spatial,
+            meta.n_channels,
+            hc.encoding,
+            hc.n_bins,
+            hc.network,
             periodic=meta.periodic or None,
         )
     raise ValueError(f"baseline: unknown model '{name}' (one of {', '.join(BASELINES)})")
@@ -93,46 +88,11 @@ def train_baseline(cfg: Config, name: str, dataset: Path, out_dir: Path) -> Path
         x = flat_to_coords(v, meta.dims)
         return (theta[f], x), model.to_native(frames[f, v])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_dir / "checkpoint.pt"
-    if distributed.is_main():
-        clean_stale_temporaries(out_dir / "model.pt")
-    t0 = time.perf_counter()
-    result = train(
-        model,
-        batch_fn,
-        cfg.baselines.train,
-        device,
-        checkpoint,
-        tag=produced_by["hash"],
-        desc=name,
-        seed=cfg.runtime.seed,
-    )
-    if not distributed.is_main():  # rank 0 writes model.pt and info.json; the others wait
-        distributed.barrier()
-        distributed.cleanup()
-        return out_dir / "model.pt"
-    save_baseline(
-        out_dir / "model.pt",
-        model,
-        {"produced_by": produced_by, "dataset_hash": store.content_hash, "dims": list(meta.dims)},
-    )
-    write_info(
-        out_dir / "info.json",
-        stage,
-        result.wall_seconds,
-        device=str(device),
-        model=name,
-        arch=model.arch(),
-        steps=result.steps,
-        final_loss=result.final_loss,
-        resumed_from=result.resumed_from,
-        parameters=parameter_count(model),
-        run_seconds=round(time.perf_counter() - t0, 3),
-        produced_by=produced_by,
-        **({"processes": distributed.world_size()} if distributed.is_distributed() else {}),
-    )
-    discard_checkpoint(checkpoint)
-    distributed.barrier()
-    distributed.cleanup()
-    return out_dir / "model.pt"
+    return train_and_publish(
+        model, batch_fn, cfg.baselines.train, device, out_dir, stage, produced_by,
+        lambda path: save_baseline(path, model, {
+            "produced_by": produced_by, "dataset_hash": store.content_hash,
+            "dims": list(meta.dims),
+        }),
+        seed=cfg.runtime.seed, desc=name, info=lambda: {"model": name, "arch": model.arch()},
+    )  # fmt: skip

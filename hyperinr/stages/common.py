@@ -1,8 +1,11 @@
-"""What several stages need: the dataset as tensors, the teacher check, and where in
-parameter space the encoders and the distillation parameters sit."""
+"""What several stages need: the dataset as tensors, the teacher check (and its size, the
+baselines' budget), where in parameter space the encoders and the distillation parameters
+sit, and the one train-then-publish protocol of every training stage."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.config import Config
+from hyperinr import distributed
+from hyperinr.atomic import clean_stale_temporaries
+from hyperinr.config import Config, TrainConfig
 from hyperinr.data.store import open_dataset
+from hyperinr.models.baselines import parameter_count
+from hyperinr.models.coordnet import CoordNet
 from hyperinr.sampling import GaussianSpec, distill_params, encoder_positions
+from hyperinr.stage_info import write_info
+from hyperinr.train import discard_checkpoint, train
 
 
 @dataclass
@@ -121,3 +130,78 @@ def distill_parameters(cfg: Config, meta: DatasetTensors) -> np.ndarray:
 
 def _train_params(meta: DatasetTensors) -> np.ndarray:
     return meta.params01[meta.train_indices].double().numpy()
+
+
+def teacher_parameter_count(cfg: Config, meta: DatasetTensors) -> int:
+    """Parameters of the configured CoordNet for this dataset, built on the meta device: no
+    memory and no draw from the random stream the baseline's own initialisation uses."""
+    with torch.device("meta"):
+        teacher = CoordNet(
+            meta.n_params + meta.n_spatial,
+            meta.n_channels,
+            cfg.teacher.widths,
+            cfg.teacher.hidden_blocks,
+        )
+    return parameter_count(teacher)
+
+
+def train_and_publish(
+    model: torch.nn.Module,
+    batch_fn: Callable,
+    train_cfg: TrainConfig,
+    device: torch.device,
+    out_dir: Path,
+    stage: str,
+    produced_by: dict[str, Any],
+    save: Callable[[Path], None],
+    *,
+    seed: int,
+    desc: str,
+    info: Callable[[], dict[str, Any]] = dict,
+    find_unused_parameters: bool = False,
+) -> Path:
+    """Train `model` into `out_dir`, resumable from `out_dir/checkpoint.pt` only for the same
+    `produced_by` hash, then publish: rank 0 writes model.pt (`save`) and info.json (the
+    run's record plus `info()`) and discards the last checkpoint, so a finished stage leaves
+    nothing to resume; under torchrun the other ranks wait for it. Returns model.pt's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+    model_path = out_dir / "model.pt"
+    if distributed.is_main():
+        clean_stale_temporaries(model_path)
+    t0 = time.perf_counter()
+    result = train(
+        model, batch_fn, train_cfg, device, checkpoint, tag=produced_by["hash"], desc=desc,
+        seed=seed, find_unused_parameters=find_unused_parameters,
+    )  # fmt: skip
+    if distributed.is_main():
+        save(model_path)
+        world = distributed.world_size()
+        write_info(
+            out_dir / "info.json",
+            stage,
+            result.wall_seconds,
+            device=str(device),
+            steps=result.steps,
+            final_loss=result.final_loss,
+            resumed_from=result.resumed_from,
+            parameters=parameter_count(model),
+            run_seconds=round(time.perf_counter() - t0, 3),
+            produced_by=produced_by,
+            **info(),
+            **({"processes": world} if world > 1 else {}),
+        )
+        discard_checkpoint(checkpoint)
+    distributed.barrier()
+    distributed.cleanup()
+    return model_path
+
+
+def meta_dict(meta: DatasetTensors) -> dict[str, Any]:
+    """What a HyperINR file carries about its data, so its INRs are usable on their own."""
+    return {
+        "dims": list(meta.dims),
+        "param_names": meta.param_names,
+        "param_range": meta.param_range.tolist(),
+        "value_range": list(meta.value_range),
+    }

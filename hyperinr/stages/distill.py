@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hyperinr import distributed, provenance
-from hyperinr.atomic import clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.loader import Targets, TeacherTargets, open_targets
 from hyperinr.data.target_modes import (
-    MODES,
+    GROUND_TRUTH,
+    TRAINING_MODES,
     Anchors,
     CorrectedTargets,
+    GroundTruthTargets,
     HybridTargets,
     choose_shrinkage,
 )
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
-from hyperinr.stage_info import write_info
 from hyperinr.stages.common import (
     DatasetTensors,
     check_teacher,
     distill_parameters,
     encoder_positions_for,
     load_dataset_meta,
+    meta_dict,
     read_frames,
+    train_and_publish,
 )
-from hyperinr.train import discard_checkpoint, rank_batch_size, train
+from hyperinr.train import rank_batch_size
 
 _TEACHER_BATCH = 65536  # points per teacher call for the anchors (changes no value)
 
@@ -47,7 +48,8 @@ def distill_hyperinr(
     only when it was written for the same targets and settings (its provenance).
 
     Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
-    streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`).
+    streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`); with
+    targets_mode ground_truth from the training frames alone (neither is read).
 
     Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
     hyperinr/train.py) with its own copy of the targets source and only rank 0 writes; the
@@ -59,9 +61,17 @@ def distill_hyperinr(
     meta, store = load_dataset_meta(dataset)
     batch = rank_batch_size(cfg.hyperinr.train.batch_size)  # this process's share
     world = distributed.world_size()
-    targets, inputs = _targets(cfg, meta, store.content_hash, distill_set, teacher, device, batch)
-    targets, mode_facts = _apply_mode(cfg, meta, store, targets, teacher, device, batch)
-    if mode_facts:
+    if cfg.hyperinr.targets_mode == GROUND_TRUTH:
+        train_params = meta.params01[meta.train_indices].double().numpy()
+        frames = read_frames(store, meta.train_indices).to(device)
+        targets, inputs = GroundTruthTargets(frames, train_params, meta.dims, batch), {}
+        mode_facts: dict[str, Any] = {}
+    else:
+        targets, inputs = _targets(
+            cfg, meta, store.content_hash, distill_set, teacher, device, batch
+        )
+        targets, mode_facts = _apply_mode(cfg, meta, store, targets, teacher, device, batch)
+    if cfg.hyperinr.targets_mode not in ("teacher", GROUND_TRUTH):
         inputs["teacher"] = provenance.sha256_file(teacher)  # its training-frame outputs
     produced_by = provenance.record("distill", cfg, {"dataset": store.content_hash, **inputs})
     positions = encoder_positions_for(cfg, meta)
@@ -84,50 +94,20 @@ def distill_hyperinr(
         j, x, y = targets.sample(step * world, gen)
         return (x, idx_table[j], w_table[j]), y
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_dir / "checkpoint.pt"
-    if distributed.is_main():
-        clean_stale_temporaries(out_dir / "model.pt")
-    t0 = time.perf_counter()
     try:
-        result = train(
-            model,
-            batch_fn,
-            cfg.hyperinr.train,
-            device,
-            checkpoint,
-            tag=produced_by["hash"],
-            desc="distill",
-            seed=cfg.runtime.seed,
-        )
+        return train_and_publish(
+            model, batch_fn, cfg.hyperinr.train, device, out_dir, "distill", produced_by,
+            lambda path: save_hyperinr(
+                path, model, {**meta_dict(meta), "produced_by": produced_by}
+            ),
+            seed=cfg.runtime.seed, desc="distill",
+            info=lambda: {
+                "n_encoders": model.n_encoders, "targets_mode": cfg.hyperinr.targets_mode,
+                **mode_facts, **targets.describe(),
+            },
+        )  # fmt: skip
     finally:
         targets.close()
-    if not distributed.is_main():  # rank 0 writes model.pt and info.json; the others wait
-        distributed.barrier()
-        distributed.cleanup()
-        return out_dir / "model.pt"
-    save_hyperinr(out_dir / "model.pt", model, {**meta_dict(meta), "produced_by": produced_by})
-    write_info(
-        out_dir / "info.json",
-        "distill",
-        result.wall_seconds,
-        device=str(device),
-        steps=result.steps,
-        final_loss=result.final_loss,
-        resumed_from=result.resumed_from,
-        n_encoders=model.n_encoders,
-        parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        run_seconds=round(time.perf_counter() - t0, 3),
-        produced_by=produced_by,
-        targets_mode=cfg.hyperinr.targets_mode,
-        **mode_facts,
-        **targets.describe(),
-        **({"processes": world} if world > 1 else {}),
-    )
-    discard_checkpoint(checkpoint)
-    distributed.barrier()
-    distributed.cleanup()
-    return out_dir / "model.pt"
 
 
 def _targets(
@@ -184,9 +164,11 @@ def _apply_mode(
     mode = cfg.hyperinr.targets_mode
     if mode == "teacher":
         return source, {}
-    if mode not in MODES:
+    if mode not in TRAINING_MODES:
         source.close()
-        raise ValueError(f"hyperinr.targets_mode '{mode}' is not one of {', '.join(MODES)}")
+        raise ValueError(
+            f"hyperinr.targets_mode '{mode}' is not one of {', '.join(TRAINING_MODES)}"
+        )
     if teacher is None:
         source.close()
         raise ValueError(f"hyperinr.targets_mode {mode}: distill needs --teacher")
@@ -211,9 +193,7 @@ def training_anchors(
     check_teacher(teacher, tstate, meta, store.content_hash)
     train = meta.train_indices
     outputs = [
-        torch.from_numpy(
-            teacher_values(model, meta.params01[i], meta.dims, _TEACHER_BATCH, device)
-        )
+        torch.from_numpy(teacher_values(model, meta.params01[i], meta.dims, _TEACHER_BATCH, device))
         for i in train
     ]
     return Anchors(
@@ -225,13 +205,3 @@ def training_anchors(
         power=cfg.hyperinr.idw_power,
         periodic=meta.periodic or None,
     )
-
-
-def meta_dict(meta: DatasetTensors) -> dict[str, Any]:
-    """What a HyperINR file carries about its data, so its INRs are usable on their own."""
-    return {
-        "dims": list(meta.dims),
-        "param_names": meta.param_names,
-        "param_range": meta.param_range.tolist(),
-        "value_range": list(meta.value_range),
-    }

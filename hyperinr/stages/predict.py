@@ -2,7 +2,8 @@
 
 HyperINR predictions go through the path a user's renderer takes: `generate(theta)` builds a
 standalone INR (timed: the paper's generation latency), which is then evaluated on the grid
-(timed: inference bandwidth). The teacher and the baselines (NeurComp, HashINR; Sec. 6.3) are
+(timed: inference bandwidth); so do the independent INRs of the shared-MLP ablation, whose
+`generate` blends every weight. The teacher and the baselines (NeurComp, HashINR; Sec. 6.3) are
 single networks over (theta, x): evaluated on the whole grid per frame, timed the same way.
 """
 
@@ -24,11 +25,12 @@ from hyperinr.grid import grid_coords, n_voxels
 from hyperinr.models.baselines import BASELINES, baseline_volume, load_baseline
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import load_hyperinr
+from hyperinr.models.independent import load_independent
 from hyperinr.models.inr import INR
 from hyperinr.stage_info import write_info
 from hyperinr.stages.common import DatasetTensors, load_dataset_meta
 
-METHODS = ("teacher", "hyperinr", *BASELINES)
+METHODS = ("teacher", "hyperinr", *BASELINES, "independent")
 
 
 @torch.inference_mode()
@@ -86,7 +88,8 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
             return baseline_volume(baseline, meta.params01[i], meta.dims, batch, device)
 
     else:
-        hyper, _ = load_hyperinr(model_path, device)
+        load = load_independent if method == "independent" else load_hyperinr
+        hyper, _ = load(model_path, device)
 
         def volume(i: int) -> np.ndarray:
             t0 = time.perf_counter()

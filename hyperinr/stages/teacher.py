@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from hyperinr import distributed, provenance
-from hyperinr.atomic import clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
-from hyperinr.stage_info import write_info
-from hyperinr.stages.common import load_dataset_meta, read_frames
-from hyperinr.train import discard_checkpoint, rank_batch_size, train
+from hyperinr.stages.common import load_dataset_meta, read_frames, train_and_publish
+from hyperinr.train import rank_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -51,44 +48,11 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         inputs = torch.cat([theta[f], x], dim=1)
         return (inputs,), to_teacher_range(frames[f, v])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_dir / "checkpoint.pt"
-    if distributed.is_main():
-        clean_stale_temporaries(out_dir / "model.pt")
-    t0 = time.perf_counter()
-    result = train(
-        model,
-        batch_fn,
-        cfg.teacher.train,
-        device,
-        checkpoint,
-        tag=produced_by["hash"],
-        desc="teacher",
-        seed=cfg.runtime.seed,
-    )
-    if not distributed.is_main():  # rank 0 writes model.pt and info.json; the others wait
-        distributed.barrier()
-        distributed.cleanup()
-        return out_dir / "model.pt"
-    save_teacher(
-        out_dir / "model.pt",
-        model,
-        {"produced_by": produced_by, "dataset_hash": store.content_hash, "dims": list(meta.dims)},
-    )
-    write_info(
-        out_dir / "info.json",
-        "teacher",
-        result.wall_seconds,
-        device=str(device),
-        steps=result.steps,
-        final_loss=result.final_loss,
-        resumed_from=result.resumed_from,
-        parameters=sum(p.numel() for p in model.parameters()),
-        run_seconds=round(time.perf_counter() - t0, 3),
-        produced_by=produced_by,
-        **({"processes": distributed.world_size()} if distributed.is_distributed() else {}),
-    )
-    discard_checkpoint(checkpoint)
-    distributed.barrier()
-    distributed.cleanup()
-    return out_dir / "model.pt"
+    return train_and_publish(
+        model, batch_fn, cfg.teacher.train, device, out_dir, "teacher", produced_by,
+        lambda path: save_teacher(path, model, {
+            "produced_by": produced_by, "dataset_hash": store.content_hash,
+            "dims": list(meta.dims),
+        }),
+        seed=cfg.runtime.seed, desc="teacher",
+    )  # fmt: skip
