@@ -178,7 +178,7 @@ def _plot(path: Path, sweep: str, rows: list[dict[str, Any]], reference: dict) -
         for ref, color in (("teacher", "C1"), ("lerp", "C2")):
             if ref in reference:
                 ax.axhline(reference[ref]["psnr"], color=color, ls="--", lw=1, label=ref)
-        if key != "encoders":
+        if key in ("n_levels", "n_features_per_level"):  # log2 T is a log already
             ax.set_xscale("log", base=2)
         ax.set_xlabel(LABELS[key])
         ax.set_ylabel("mean PSNR, unseen frames (dB)")
