@@ -22,6 +22,9 @@ POLARIS = PROFILES / "polaris"
 TOY_SNAKEFILE = HERE / "toy" / "Snakefile"
 FAKE_PBS_BIN = HERE / "fake_pbs"
 FIXTURES = HERE / "fixtures"
+# The real workflow through a scheduler checks orchestration, not quality: config/test.yaml
+# with fewer training steps (written beside it as short_training.yaml; keeps CI inside 30 min)
+SHORT_TRAINING = "teacher:\n  train: {steps: 300}\nhyperinr:\n  train: {steps: 100}\n"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 

@@ -19,6 +19,7 @@ from clusterlib import (
     FIXTURES,
     POLARIS,
     REPO,
+    SHORT_TRAINING,
     TOY_SNAKEFILE,
     fake_pbs_jobs,
     kill_local_jobs,
@@ -665,9 +666,11 @@ def test_real_tiny_workflow_through_polaris_profile(
         if not src.exists():
             pytest.skip(f"real workflow not runnable: no {name} in the repository")
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "short_training.yaml").write_text(SHORT_TRAINING)
     env = {**fake_pbs, **ENV}
     env.pop("HYPERINR_PBS_QUEUE", None)
-    args = ["--profile", str(POLARIS), "--configfile", "config/test.yaml", *FAST]
+    args = ["--profile", str(POLARIS), "--configfile", "config/test.yaml", "short_training.yaml"]
+    args += FAST
     try:
         res = run_snakemake(args, work, env, timeout=240)
     finally:

@@ -20,6 +20,7 @@ from clusterlib import (
     POLARIS,
     PROFILES,
     REPO,
+    SHORT_TRAINING,
     TOY_SNAKEFILE,
     fake_pbs_jobs,
     kill_local_jobs,
@@ -35,10 +36,7 @@ FAST = ["--seconds-between-status-checks", "1", "--latency-wait", "3"]
 REAL_WORKFLOW = ("Snakefile", "rules", "workflow", "config", "envs")
 # 17 parameters in shards of 5: four distill-set shards, one packed PBS job
 # 4 shards; shorter training than config/test.yaml: these tests check orchestration, not quality
-FOUR_SHARDS = (
-    "distill_set:\n  shard_size: 5\n"
-    "teacher:\n  train: {steps: 500}\nhyperinr:\n  train: {steps: 200}\n"
-)
+FOUR_SHARDS = "distill_set:\n  shard_size: 5\n" + SHORT_TRAINING
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from clusterlib import (
     PROFILES,
     REPO,
+    SHORT_TRAINING,
     TOY_SNAKEFILE,
     _kill_group,
     start_snakemake,
@@ -134,8 +135,10 @@ def start_real_workflow(parent: Path, env: dict) -> BackgroundRun | str:
             f"fails:\n{res.tail(15)}"
         )
     os.replace(work / "snakemake.out", work / "dryrun.out")
+    (work / "short_training.yaml").write_text(SHORT_TRAINING)
+    configs = ["config/test.yaml", "short_training.yaml"]
     return BackgroundRun(
-        ["--configfile", "config/test.yaml", "--profile", str(SLURM_LOCAL), "--jobs", "4"],
+        ["--configfile", *configs, "--profile", str(SLURM_LOCAL), "--jobs", "4"],
         work,
         env,
         timeout=480,
