@@ -26,6 +26,7 @@ CHECKS=(
   "target_modes_cuda_vs_cpu|60|pytest $T/test_target_modes_cuda.py::test_target_modes_match_cpu"
   "independent_inrs_cuda_vs_cpu|60|pytest $T/test_ablation_models_cuda.py::test_independent_inrs_match_cpu"
   "render_cuda_vs_cpu|60|pytest $T/test_render_cuda.py::test_renders_match_cpu $T/test_render_cuda.py::test_render_through_a_generated_inr_on_cuda"
+  "render_accel_cuda_vs_cpu|60|pytest $T/test_render_accel_cuda.py::test_accelerated_renders_match_cpu $T/test_render_accel_cuda.py::test_accelerated_render_through_a_generated_inr_on_cuda"
   "tiny_workflow_cuda|300|pytest $T/test_workflow_cuda.py::test_tiny_workflow_on_cuda"
   "tiny_dgs_workflow_cuda|200|pytest $T/test_workflow_cuda.py::test_tiny_dgs_workflow_on_cuda"
   "bench_inference_cuda|120|script benchmarks/bench_inference.py --device cuda"

@@ -13,3 +13,23 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+# The public API (docs/api.md), imported on first use: `import hyperinr` stays light for the
+# Snakefile and the CLI's argument parsing, which need none of torch.
+_API = ("load", "lerp", "ground_truth", "Model", "Generated")
+_RENDER = ("Camera", "TransferFunction")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from hyperinr import api
+
+        return getattr(api, name)
+    if name in _RENDER:
+        from hyperinr import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module 'hyperinr' has no attribute {name!r}")
+
+
+__all__ = [*_API, *_RENDER, "__version__"]

@@ -230,27 +230,77 @@ def _cmd_compare_modes(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
+    """`--format inr` (default): the standalone INR of HyperINR (hash table + MLP, tcnn-style
+    JSON); `npz|vti|nc|raw`: the field sampled on the dataset's grid, for ParaView/xarray."""
     import numpy as np
-    import torch
 
-    from hyperinr.grid import normalise_params
-    from hyperinr.models.hyperinr import load_hyperinr
+    from hyperinr import api
+    from hyperinr.volume_io import FORMATS, parse_param_assignments, write_volume
 
-    model, meta = load_hyperinr(Path(args.model), torch.device("cpu"))
-    theta = np.asarray(args.param, dtype=np.float64)
-    prange = np.asarray(meta["param_range"], dtype=np.float64)
-    if theta.shape != (len(prange),):
-        raise ConfigError(
-            f"--param needs {len(prange)} value(s) ({', '.join(meta['param_names'])})"
-        )
-    theta01 = normalise_params(theta, prange)
-    if np.any(theta01 < -1e-9) or np.any(theta01 > 1 + 1e-9):
-        log.warning(
-            "parameter %s lies outside the trained range %s", theta.tolist(), prange.tolist()
-        )
-    inr = model.generate(theta01, {**meta, "param": theta.tolist()})
-    out = Path(args.out or f"inr_{'_'.join(f'{v:g}' for v in theta)}.npz")
-    print(inr.save(out))
+    model = api.load(args.model, dataset=args.dataset, device="cpu")
+    theta = np.asarray(parse_param_assignments(args.param, model.param_names), dtype=np.float64)
+    stem = f"{'_'.join(f'{v:g}' for v in theta)}"
+    if args.format == "inr":
+        if model.kind != "hyperinr":
+            raise ConfigError(f"{args.model}: --format inr needs a HyperINR model ({model.kind})")
+        from hyperinr.models.hyperinr import load_hyperinr
+
+        hyper, meta = load_hyperinr(args.model, model.device)
+        theta01 = model.space.to_unit(model.space.values(theta, {}, "--param"))
+        inr = hyper.generate(theta01, {**meta, "param": theta.tolist()})
+        print(inr.save(Path(args.out or f"inr_{stem}.npz")))
+        return
+    if args.format not in FORMATS:
+        raise ConfigError(f"--format {args.format}: one of inr, {', '.join(FORMATS)}")
+    field = model.generate(*theta)
+    out = Path(args.out or f"{model.kind}_{stem}.{args.format}")
+    vol = field.volume()
+    names = list(model.param_names)
+    print(write_volume(
+        out, vol, fmt=args.format, name=args.name, param_names=names,
+        param_values=theta.tolist(), spatial_ndim=len(model.dims),
+        attrs={"model": str(args.model), "kind": model.kind,
+               "value_range": list(model.value_range), "generate_ms": field.generate_ms},
+    ))  # fmt: skip
+
+
+def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.device import configure_threads
+    from hyperinr.explore import open_explorer, parse_camera, parse_params, snapshot
+    from hyperinr.explore.server import Quality, initial_request, serve
+
+    configure_threads(cfg.runtime.threads)
+    explorer = open_explorer(args.model, dataset=args.dataset, scene=args.scene,
+                             device=cfg.runtime.device)  # fmt: skip
+    quality = Quality()
+    size = _size(args.size) if args.size else (quality.refined, quality.refined)
+    camera = parse_camera(args.camera, size)
+    params = parse_params(explorer, args.param)
+    req = initial_request(explorer, params, args.method, camera)
+    if args.snapshot:
+        from dataclasses import replace
+
+        req = replace(req, compare=args.compare, preset=args.preset,
+                      opacity_scale=args.opacity_scale, n_steps=quality.refined_steps,
+                      skip_empty=not args.no_skip)  # fmt: skip
+        res = snapshot(explorer, req, args.snapshot)
+        psnr = "" if res.psnr_db is None else f", PSNR {res.psnr_db:.2f} dB vs frame {res.frame}"
+        print(f"{args.snapshot}: {req.method} at {req.params}, generation {res.generate_ms:.2f} "
+              f"ms, render {res.render_ms:.0f} ms{psnr}")  # fmt: skip
+        return
+    serve(explorer, host=args.host, port=args.port, quality=quality, initial=req)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """`256` or `320x256` (width x height)."""
+    w, _, h = text.lower().partition("x")
+    try:
+        width, height = int(w), int(h or w)
+    except ValueError:
+        raise ConfigError(f"--size: '{text}' is not N or WxH") from None
+    if width < 1 or height < 1:
+        raise ConfigError(f"--size: '{text}' must be positive")
+    return width, height
 
 
 def _cmd_install_profiles(cfg: Config, args: argparse.Namespace) -> None:
@@ -382,10 +432,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True, help="metrics CSV of the hyperinr_<mode> models")
     p.add_argument("--info", action="append", default=[], help="hyperinr_<mode>/info.json")
     p.add_argument("--out", required=True, help="output Markdown table")
-    p = verb("export", _cmd_export, "write a standalone INR for one parameter value")
-    p.add_argument("--model", required=True, help="HyperINR model.pt")
-    p.add_argument("--param", required=True, type=float, nargs="+", help="physical value(s)")
-    p.add_argument("--out", help="output .npz (default inr_<param>.npz)")
+    p = verb("export", _cmd_export, "write the INR or its volume for one parameter value")
+    p.add_argument("--model", required=True, help="a trained model.pt (any kind for volumes)")
+    p.add_argument("--param", required=True, nargs="+", help="NAME=VALUE ... or value(s) in order")
+    p.add_argument("--format", default="inr", help="inr (standalone INR .npz)|npz|vti|nc|raw")
+    p.add_argument("--dataset", help="dataset.zarr (teacher/baselines; default beside the model)")
+    p.add_argument("--name", default="value", help="the volume's array name")
+    p.add_argument("--out", help="output path (default <kind>_<param>.<format>, inr_<param>.npz)")
+    p = verb("explore", _cmd_explore, "explore the generated INR live in the browser")
+    p.add_argument("--model", required=True, help="a trained model.pt (HyperINR, teacher, ...)")
+    p.add_argument("--dataset", help="dataset.zarr (default: results/<ds>/dataset.zarr beside it)")
+    p.add_argument("--scene", help="DGS: the scene's frames.h5 (default: the dataset's source)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; tunnel)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--snapshot", help="render one frame to this PNG and exit (no browser)")
+    p.add_argument("--param", nargs="+", help="NAME=VALUE ... or values in the dataset's order")
+    p.add_argument("--camera", help="theta=60,phi=35,distance=2.2,fov=40 (degrees)")
+    p.add_argument("--size", help="snapshot size: N or WxH (default 256)")
+    p.add_argument("--method", default="hyperinr", help="hyperinr|teacher|lerp|ground truth|...")
+    p.add_argument("--compare", default="single", choices=("single", "split", "side by side"))
+    p.add_argument("--preset", default="cool-warm", help="transfer-function preset")
+    p.add_argument("--opacity-scale", type=float, default=1.0)
+    p.add_argument("--no-skip", action="store_true", help="render without empty-space skipping")
     p = verb("install-profiles", _cmd_install_profiles, "link cluster profiles for --profile NAME")
     p.add_argument("--dest", help="default ~/.config/snakemake")
     p.add_argument("--force", action="store_true")

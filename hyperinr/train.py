@@ -69,6 +69,7 @@ from hyperinr import distributed
 from hyperinr.atomic import atomic_path
 from hyperinr.config import TrainConfig
 from hyperinr.device import amp_enabled
+from hyperinr.models.model_file import torch_load_plain
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,13 @@ def discard_checkpoint(path: Path) -> None:
 def _load_checkpoint(path: Path, tag: str, steps: int) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a torn or foreign file: start over rather than crash
-        log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, err)
+    try:  # weights_only=True: a checkpoint holding pickled code is refused, never run
+        state = torch_load_plain(path, "training checkpoint")
+    except ValueError as err:  # a torn, foreign or refused file: start over rather than crash
+        log.warning("%s; starting from scratch", err)
+        return None
+    if not isinstance(state, dict):
+        log.warning("%s: not a training checkpoint; starting from scratch", path)
         return None
     if state.get("tag") != tag:
         log.warning(

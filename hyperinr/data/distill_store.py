@@ -4,6 +4,9 @@ Store layout (shards and the published set alike):
   values   [n, n_points, C]  stored dtype, chunk (1, n_points, C), zstd + crc32c, fill NaN
   coords   [n, n_points, D]  float32 in [0, 1], x first (mode subset only), same chunking
   params01 [n, P]            float64 normalised distillation parameters
+Dimension names (Zarr v3 `dimension_names`, so `xarray.open_zarr` reads the published set):
+"sample" is one distillation parameter setting theta_j, "point" one of its points, "channel"
+the value channels, "axis" the coordinate axes, "param" the P parameters (as in the dataset).
 attrs: identity (kind, layout version, mode, dtype, dims, provenance), per-parameter SHA-256s
 (`checksums`) and, on the published set, `content_sha256` (`set_content_hash`).
 
@@ -27,6 +30,9 @@ from hyperinr.provenance import require, sha256_json
 
 SET_KIND = "distill_set"
 DISTILL_SET_LAYOUT_VERSION = 3  # 3: provenance + content_sha256
+VALUES_DIMS = ("sample", "point", "channel")
+COORDS_DIMS = ("sample", "point", "axis")
+PARAMS01_DIMS = ("sample", "param")
 
 
 def digest(a: np.ndarray) -> str:
@@ -122,7 +128,7 @@ def create_arrays(
     """`values` (and `coords` in subset mode) with one chunk per parameter; shards and the
     published set use this one function so their chunk files are interchangeable."""
 
-    def make(name: str, width: int, dt: Any) -> zarr.Array:
+    def make(name: str, width: int, dt: Any, dims: tuple[str, ...]) -> zarr.Array:
         return group.create_array(
             name,
             shape=(n, n_points, width),
@@ -131,10 +137,11 @@ def create_arrays(
             fill_value=np.nan,  # a chunk file that went missing reads as NaN, never as data
             serializer=BytesCodec(),
             compressors=[ZstdCodec(level=3), Crc32cCodec()],
+            dimension_names=dims,
         )
 
-    values = make("values", n_channels, dtype)
-    coords = make("coords", n_dims, np.float32) if mode == "subset" else None
+    values = make("values", n_channels, dtype, VALUES_DIMS)
+    coords = make("coords", n_dims, np.float32, COORDS_DIMS) if mode == "subset" else None
     return values, coords
 
 

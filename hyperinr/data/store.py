@@ -8,6 +8,9 @@ A dataset store is a Zarr v3 group:
   (lo, hi) taken over the TRAINING frames: evaluation frames are unseen, so they do not set the
   range and may fall slightly outside [0, 1].
 - `params`: float64 [n_frames, n_params].
+- every array carries Zarr v3 `dimension_names` (frames: "frame", "z", "y", "x"[, "channel"];
+  params: "frame", "param") and the group holds consolidated metadata, so
+  `xarray.open_zarr(path)` opens any store as one Dataset (docs/data.md). Neither is hashed.
 - group attrs: `layout_version` (2), `dims` (spatial shape), `n_channels`, `source_dtype`,
   `value_range` [lo, hi], `param_names`, `param_range` [[min, max] per parameter: declared by
   dataset.params.ranges, else over all frames], `param_periodic` [bool per parameter],
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +56,7 @@ _CONTENT_ATTRS = (
 )
 FRAMES = "frames"
 PARAMS = "params"
+PARAMS_DIMS = ("frame", "param")  # "frame" is shared with the frames array: same length
 
 
 def _jsonable(value: Any) -> Any:
@@ -75,6 +80,17 @@ def _dimension_names(frame_ndim: int, n_channels: int) -> list[str]:
     spatial = frame_ndim - (1 if n_channels > 1 else 0)
     names = ["z", "y", "x"][-spatial:] if spatial <= 3 else [f"d{i}" for i in range(spatial)]
     return ["frame", *names, *(["channel"] if n_channels > 1 else [])]
+
+
+def consolidate(path: str | Path) -> None:
+    """Write the children's metadata into the group's zarr.json (`consolidated_metadata`, marked
+    `must_understand: false`, so readers that do not know it ignore it): `xarray.open_zarr(path)`
+    then opens the store in one read and without a fallback warning. Call it once the store's
+    arrays exist (the group's own attrs are not part of it; they may be written before or after).
+    """
+    with warnings.catch_warnings():  # zarr notes that v3 has no consolidation spec yet
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def write_frames_store(
@@ -134,11 +150,14 @@ def write_frames_store(
                 raise ValueError(
                     f"{path}: params must be [n_frames={shape[0]}, n_params], got {params.shape}"
                 )
-            group.create_array(PARAMS, data=params, chunks=params.shape)
+            group.create_array(
+                PARAMS, data=params, chunks=params.shape, dimension_names=PARAMS_DIMS
+            )
             content.update(np.ascontiguousarray(params).view(np.uint8))
         plain = _jsonable(dict(attrs or {}))
         content.update(sha256_json({k: plain.get(k) for k in hashed_attrs}).encode())
         group.attrs.update({**plain, "content_sha256": content.hexdigest()})
+        consolidate(tmp)
     return path
 
 

@@ -2,10 +2,17 @@
 
 Teacher and HyperINR files differ in how the model is rebuilt, not in how they are written,
 read and checked, so both go through here (atomic write; one-line errors naming the file).
+
+Files are read with `torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple,
+str, int, float, bool, None) only, so a model file handed over by someone else cannot run code
+when it is loaded. Writers therefore store plain fields (lists, floats), never numpy objects or
+instances of our classes; a file holding anything else is refused with a one-line error.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +33,50 @@ def save_model_file(path: str | Path, kind: str, model: nn.Module, fields: dict[
         torch.save(state, tmp)
 
 
-def read_model_file(path: str | Path, kind: str, label: str) -> dict[str, Any]:
-    """The saved dict, checked to be a `kind` file."""
+_REFUSED = (  # torch's weights-only refusals; the group names what the file wanted to load
+    re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)"),
+    re.compile(r"reduce for unrecognized function (\S+)"),
+    re.compile(r"Can only (?:create new object|build) .*?but got (\S+)"),
+)
+
+
+def _one_line(err: BaseException) -> str:
+    """The gist of a torch.load error on one line (torch's weights-only ones span many)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:  # torch's own hint ("... WeightsUnpickler error: <the real reason>")
+        if "WeightsUnpickler error:" in ln:
+            reason = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            if reason:
+                return reason[:200]
+    skip = ("Weights only load failed", "In PyTorch 2.6", "Please file an issue", "Check the doc")
+    rest = [ln for ln in lines if not ln.startswith(skip)]
+    return ((rest or lines or [type(err).__name__])[0])[:200]
+
+
+def torch_load_plain(path: str | Path, label: str) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU. A file that holds Python objects beyond
+    tensors and plain data (a pickled callable, a class instance) is refused before anything in
+    it runs; that and any other failure is a one-line ValueError naming the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        for pattern in _REFUSED:
+            found = pattern.search(str(err))
+            if found:
+                raise ValueError(
+                    f"{path}: refusing to load this {label} file (it holds Python objects beyond "
+                    f"tensors and plain data; first: {found.group(1).rstrip('.,')}); hyperinr "
+                    "writes none, so it was not written by hyperinr or was tampered with"
+                ) from None
+        raise ValueError(f"{path}: not a readable {label} file ({_one_line(err)})") from None
     except Exception as err:
-        raise ValueError(f"{path}: not a readable {label} checkpoint ({err})") from None
+        raise ValueError(f"{path}: not a readable {label} file ({_one_line(err)})") from None
+
+
+def read_model_file(path: str | Path, kind: str, label: str) -> dict[str, Any]:
+    """The saved dict, checked to be a `kind` file (loaded with weights_only=True)."""
+    state = torch_load_plain(path, label)
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise ValueError(f"{path}: not a {label} model file")
     return state
@@ -44,3 +89,11 @@ def load_weights(path: str | Path, model: nn.Module, state: dict[str, Any]) -> N
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ValueError(f"{path}: weights do not match the recorded model ({first})") from None
+
+
+def model_kind(path: str | Path) -> str:
+    """The `kind` a model file records: how a caller that accepts any model picks its loader."""
+    state = torch_load_plain(path, "model")
+    if not isinstance(state, dict) or not isinstance(state.get("kind"), str):
+        raise ValueError(f"{path}: not a hyperinr model file (it records no kind)")
+    return state["kind"]

@@ -40,11 +40,13 @@ from hyperinr.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.distill_store import (
     DISTILL_SET_LAYOUT_VERSION,
+    PARAMS01_DIMS,
     SET_KIND,
     create_arrays,
     digest,
     set_content_hash,
 )
+from hyperinr.data.store import consolidate
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
 from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
@@ -213,7 +215,9 @@ def compute_shard(ctx: SetContext, shard: int, path: Path) -> Path:
                 root, hi - lo, ctx.n_points, ctx.meta.n_channels, ctx.meta.n_spatial, ctx.dtype,
                 ctx.mode,
             )
-            root.create_array("params01", data=ctx.params01[lo:hi])
+            root.create_array(
+                "params01", data=ctx.params01[lo:hi], dimension_names=PARAMS01_DIMS
+            )
             sums: dict[str, list[str]] = {"values": [], "coords": []}
             for k, j in enumerate(range(lo, hi)):
                 theta = torch.from_numpy(ctx.params01[j])
@@ -336,7 +340,7 @@ def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
             values, coords = create_arrays(
                 root, n, ctx.n_points, ctx.meta.n_channels, ctx.meta.n_spatial, ctx.dtype, ctx.mode
             )
-            root.create_array("params01", data=ctx.params01)
+            root.create_array("params01", data=ctx.params01, dimension_names=PARAMS01_DIMS)
             arrays = {"values": values, **({"coords": coords} if coords is not None else {})}
             for shard in range(n_shards(cfg)):
                 src_root = shard_path(shards_dir, shard)
@@ -366,6 +370,7 @@ def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
                 "storage": "+".join(sorted(storage)) or "none",
             }
             root.attrs.update(facts)
+            consolidate(tmp)  # xarray.open_zarr(out) opens it plainly (docs/data.md)
             # the assembled array must decode where it matters: first and last parameter
             check = zarr.open_group(tmp, mode="r")["values"]
             for k in {0, n - 1}:

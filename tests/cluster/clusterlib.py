@@ -141,7 +141,7 @@ def slurm_missing_reason() -> str | None:
     for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel", "srun"):
         if not shutil.which(tool, path=SBIN_PATH):
             return (
-                f"{tool} is not installed: run tests/cluster/install_slurm.sh "
+                f"{tool} is not installed: run tests/install_system_packages.sh "
                 "(Debian: slurmctld slurmd slurm-client munge)"
             )
     if os.geteuid() != 0:

@@ -1,0 +1,93 @@
+"""Explore the generated INR live: a browser app (`server`) over pure frame logic (`frames`).
+
+`open_explorer` gathers what a session compares: the model given, the pipeline's other trained
+networks found beside it (teacher, baselines), LERP and the ground truth from the dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hyperinr import api
+from hyperinr.atomic import atomic_path
+from hyperinr.explore.frames import Explorer, FrameRequest, FrameResult, parse_camera
+
+# results/<ds>/<dir>/model.pt -> the method name the explorer lists it under
+SIBLINGS = {"hyperinr": "hyperinr", "teacher": "teacher", "neurcomp": "neurcomp",
+            "hashinr": "hashinr"}  # fmt: skip
+KIND_NAMES = {"coordnet": "teacher"}
+
+
+def open_explorer(
+    model: str | Path,
+    *,
+    dataset: str | Path | None = None,
+    scene: str | Path | None = None,
+    siblings: bool = True,
+    device: str = "auto",
+) -> Explorer:
+    """An Explorer for `model` and, when `siblings`, every other trained network of the same
+    pipeline run (results/<ds>/{hyperinr,teacher,neurcomp,hashinr}/model.pt)."""
+    main = api.load(model, dataset=dataset, device=device)
+    if main.dataset is None:
+        raise ValueError(f"{model}: no dataset.zarr found beside it: pass --dataset")
+    models = {KIND_NAMES.get(main.kind, main.kind): main}
+    if siblings:
+        root = main.dataset.parent
+        for folder, name in SIBLINGS.items():
+            path = root / folder / "model.pt"
+            if name in models or not path.is_file():
+                continue
+            if path.resolve() == Path(model).resolve():
+                continue
+            models[name] = api.load(path, dataset=main.dataset, device=device)
+    return Explorer(main.dataset, models, scene=scene, device=device)
+
+
+def parse_params(explorer: Explorer, texts: list[str] | None) -> tuple[float, ...] | None:
+    """`--param t=3.7` (or positional values in the dataset's order) -> physical values."""
+    if not texts:
+        return None
+    named: dict[str, float] = {}
+    positional: list[float] = []
+    for text in texts:
+        key, sep, val = text.partition("=")
+        try:
+            if sep:
+                named[key.strip()] = float(val)
+            else:
+                positional.append(float(text))
+        except ValueError:
+            raise ValueError(f"--param: '{text}' is not NAME=VALUE or a number") from None
+    values = explorer.space.values(positional, named, "--param")
+    return tuple(float(v) for v in values)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Exact pixels (lossless), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(fh, format="png")
+    return path
+
+
+def snapshot(explorer: Explorer, req: FrameRequest, out: str | Path) -> FrameResult:
+    """One frame without a browser: the same `render_frame` the app calls."""
+    result = explorer.render_frame(req)
+    write_png(out, result.image)
+    return result
+
+
+__all__ = [
+    "Explorer",
+    "FrameRequest",
+    "open_explorer",
+    "parse_camera",
+    "parse_params",
+    "snapshot",
+    "write_png",
+]
