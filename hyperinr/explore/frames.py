@@ -136,6 +136,7 @@ class Explorer:
             self._load_scene(scene)
         self._fields: OrderedDict[tuple, api.Generated] = OrderedDict()
         self._grids: OrderedDict[tuple, Any] = OrderedDict()
+        self._psnr: dict[tuple, float] = {}
         self.cache_size = max(2, int(cache_size))
 
     # -- what exists ---------------------------------------------------------------------------
@@ -285,9 +286,12 @@ class Explorer:
         frame = self.frame_at(req.params)
         psnr = None
         if frame is not None and req.method != GROUND_TRUTH:
-            psnr = api.psnr(
-                self.generated(GROUND_TRUTH, req.params), self.generated(req.method, req.params)
-            )
+            key = (req.method, req.params)
+            if key not in self._psnr:  # once per field, not per frame: orbiting stays cheap
+                self._psnr[key] = api.psnr(
+                    self.generated(GROUND_TRUTH, req.params), self.generated(*key)
+                )
+            psnr = self._psnr[key]
         return FrameResult(
             image=to_uint8(img), generate_ms=gen_ms, render_ms=max(render_ms, 0.0),
             psnr_db=psnr, frame=frame, field_evals=evals, note=note, cached=cached,
