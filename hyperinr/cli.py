@@ -291,6 +291,19 @@ def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
     serve(explorer, host=args.host, port=args.port, quality=quality, initial=req)
 
 
+def _cmd_explore_snapshots(cfg: Config, args: argparse.Namespace) -> None:
+    from hyperinr.device import configure_threads
+    from hyperinr.explore import open_explorer
+    from hyperinr.explore.strip import snapshot_strip
+
+    configure_threads(cfg.runtime.threads)
+    explorer = open_explorer(args.model, dataset=args.dataset, scene=args.scene,
+                             device=cfg.runtime.device)  # fmt: skip
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    rows = snapshot_strip(explorer, args.out_png, args.out_csv, methods=methods, count=args.count)
+    print(f"{args.out_png}: {len(rows)} snapshots")
+
+
 def _size(text: str) -> tuple[int, int]:
     """`256` or `320x256` (width x height)."""
     w, _, h = text.lower().partition("x")
@@ -454,6 +467,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cool-warm", help="transfer-function preset")
     p.add_argument("--opacity-scale", type=float, default=1.0)
     p.add_argument("--no-skip", action="store_true", help="render without empty-space skipping")
+    p = verb("explore-snapshots", _cmd_explore_snapshots,
+             "a strip of explorer snapshots across the parameter range (report)")  # fmt: skip
+    p.add_argument("--model", required=True, help="HyperINR model.pt (siblings join)")
+    p.add_argument("--dataset", help="dataset.zarr (default: beside the model)")
+    p.add_argument("--scene", help="DGS: the scene's frames.h5")
+    p.add_argument("--methods", help="comma-separated (default: every method but ground truth)")
+    p.add_argument("--count", type=int, default=6, help="parameters across the range")
+    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-csv", required=True)
     p = verb("install-profiles", _cmd_install_profiles, "link cluster profiles for --profile NAME")
     p.add_argument("--dest", help="default ~/.config/snakemake")
     p.add_argument("--force", action="store_true")

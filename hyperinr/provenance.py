@@ -53,6 +53,7 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "shadows": ("scene", "runtime.device"),
     "speed": ("runtime.device",),
     "renders": ("render", "runtime.device"),
+    "explore_snapshots": ("runtime.device",),
 }
 # The ablation models (hyperinr.ablation.MODEL_SWEEPS) read their model's block, the sweep's
 # settings and, where the budget follows the teacher's parameter count, its architecture.

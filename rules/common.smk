@@ -35,6 +35,7 @@ DEFAULT_RESOURCES = {
     "predict": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
     "evaluate": {"gpu": 0, "runtime": 60, "mem_mb": 16000},
     "report": {"gpu": 0, "runtime": 15, "mem_mb": 4000},
+    "explore_snapshots": {"gpu": 1, "runtime": 30, "mem_mb": 8000},
 }
 
 
@@ -221,6 +222,18 @@ def all_outputs():
         f"{RESULTS}/report/slices.png",
         *task_sections(),
     ]
+
+
+def explore_inputs():
+    """Rule explore_snapshots: the HyperINR model, the dataset, the evaluated networks beside it
+    (the explorer lists them), and the scene of a DGS run (its base volume)."""
+    inputs = {"dataset": f"{RESULTS}/dataset.zarr", "model": f"{RESULTS}/hyperinr/model.pt"}
+    for m in config["evaluate"]["methods"]:
+        if m in ("teacher", *BASELINES):
+            inputs[m] = f"{RESULTS}/{m}/model.pt"
+    if TASK == "dgs" and config["scene"]["activate"]:
+        inputs["scene"] = scene_files(config["scene"]["output_dir"])[0]
+    return inputs
 
 
 def render_inputs():

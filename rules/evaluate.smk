@@ -247,3 +247,34 @@ rule renders:
         "hyperinr renders --config-json {params.cfg:q} --threads {threads}"
         " --dataset {input.dataset:q} {params.args} --out-png {output.png:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule explore_snapshots:
+    """Optional target: what `hyperinr explore` shows across the parameter range, frozen."""
+    input:
+        **explore_inputs(),
+    output:
+        png=report(
+            f"{RESULTS}/report/explore_snapshots.png",
+            caption="../workflow/report/explore_snapshots.rst",
+            category="Images",
+        ),
+        csv=f"{RESULTS}/report/explore_snapshots.csv",
+    params:
+        cfg=stage_config("explore_snapshots"),
+        scene=lambda wildcards, input: f"--scene {input.scene}" if "scene" in input.keys() else "",
+        methods=",".join(config["evaluate"]["methods"]),
+    log:
+        f"{LOGS}/explore_snapshots.log",
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=resource("explore_snapshots", "gpu"),
+        runtime=resource("explore_snapshots", "runtime"),
+        mem_mb=resource("explore_snapshots", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr explore-snapshots --config-json {params.cfg:q} --threads {threads}"
+        " --model {input.model:q} --dataset {input.dataset:q} {params.scene}"
+        " --methods {params.methods:q}"
+        " --out-png {output.png:q} --out-csv {output.csv:q} > {log:q} 2>&1"

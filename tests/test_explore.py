@@ -92,6 +92,24 @@ def test_export_formats_open_in_vtk_and_xarray(tiny):
     np.testing.assert_allclose(raw, expected, rtol=1e-6)
 
 
+def test_rule_explore_snapshots(tiny):
+    """The optional target: a strip per method across t, with PSNR where t is a frame."""
+    import csv
+
+    cmd = [sys.executable, "-m", "snakemake", "explore_snapshots", "--cores", "2",
+           "--configfile", "config/test.yaml"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tiny, capture_output=True, text=True, timeout=900,
+                          env=LOCAL_ENV)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tiny / RESULTS / "report/explore_snapshots.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows[::6]] == ["hyperinr", "teacher", "lerp"]
+    assert [float(r["t"]) for r in rows[:6]] == [0.0, 0.8, 1.6, 2.4, 3.2, 4.0]
+    at_frames = [r for r in rows if r["frame"] != ""]
+    assert at_frames and all(float(r["psnr_vs_ground_truth"]) > 0 for r in at_frames)
+    assert (tiny / RESULTS / "report/explore_snapshots.png").stat().st_size > 1000
+
+
 def test_snapshot_without_a_browser(tiny):
     out = tiny / "snap.png"
     proc = hyperinr_cli("explore", "--model", f"{RESULTS}/hyperinr/model.pt", "--snapshot",

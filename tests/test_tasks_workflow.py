@@ -151,3 +151,38 @@ def test_impossible_config_fails_before_any_job(tmp_path_factory):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "hyperinr.k_nearest: 50 exceeds the 15 encoders" in out
     assert not (work / "results").exists() and not (work / "resources").exists()
+
+
+def test_explorer_shows_the_predicted_view_and_the_shadowed_scene(nvs, dgs):
+    """The explorer on n-D tasks: NVS shows the predicted image itself (equal to the predict
+    stage's output at a test view), DGS renders the base volume lit by the predicted shadows;
+    rule explore_snapshots sweeps the azimuth for both."""
+    from hyperinr.data.store import open_prediction
+    from hyperinr.explore import open_explorer
+    from hyperinr.explore.frames import FrameRequest, to_uint8
+    from hyperinr.render import Camera
+
+    ex = open_explorer(nvs / "hyperinr/model.pt", device="cpu")
+    assert ex.task == "nvs" and not ex.needs_camera
+    ds = open_dataset(nvs / "dataset.zarr")
+    i = int(ds.eval_indices[0])
+    res = ex.render_frame(FrameRequest("hyperinr", tuple(float(v) for v in ds.params[i])))
+    pred = open_prediction(nvs / "predictions/hyperinr.zarr", ds)
+    expected = to_uint8(np.clip(ds.to_unit(np.asarray(pred.frames[i])), 0.0, 1.0))
+    assert np.abs(res.image.astype(int) - expected.astype(int)).max() <= 1
+    assert res.frame == i and res.psnr_db is not None
+
+    ex = open_explorer(dgs / "hyperinr/model.pt", device="cpu")
+    assert ex.task == "dgs" and ex.base_volume is not None
+    cam = Camera(60.0, 35.0, 2.2, 40.0, 24, 24)
+    lights = [tuple(float(v) for v in open_dataset(dgs / "dataset.zarr").params[j]) for j in (0, 1)]
+    a, b = (ex.render_frame(FrameRequest("hyperinr", p, cam, n_steps=24)) for p in lights)
+    assert a.image.shape == (24, 24, 3) and not np.array_equal(a.image, b.image)  # light moved
+
+    for results, config in ((nvs, "config/test_nvs.yaml"), (dgs, "config/test_dgs.yaml")):
+        snakemake(results.parents[1], config, targets=("explore_snapshots",))
+        with open(results / "report/explore_snapshots.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert {r["method"] for r in rows} == {"hyperinr", "teacher", "lerp"}
+        assert len(rows) == 3 * 6
+        assert (results / "report/explore_snapshots.png").stat().st_size > 1000
