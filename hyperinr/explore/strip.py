@@ -18,7 +18,6 @@ from hyperinr.evaluate.figures import save_png, write_rows
 from hyperinr.explore.frames import Explorer, FrameRequest
 from hyperinr.render import Camera
 
-
 STRIP_CAMERA = Camera(60.0, 35.0, 2.2, 40.0, 128, 128)  # the report's view, a small frame
 
 
