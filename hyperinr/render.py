@@ -749,70 +749,36 @@ def render(
             return rgb, tau, alpha, ambient + (1.0 - ambient) * s_i
 
         bg = torch.tensor(bg_list, dtype=torch.float32, device=device)
-        march = _march if early_stop is None else _march_early
-        image = march(origins, dirs, shade, bg, n_steps, batch, early_stop, stats)
+        image = _march(origins, dirs, shade, bg, n_steps, batch, early_stop, stats)
         image = image.clamp(0.0, 1.0).view(camera.height, camera.width, 3)
     if stats is not None:
         stats.rays += len(origins)
     return image.clone()
 
 
-def _march(origins, dirs, shade, bg, n_steps, batch, early_stop, stats) -> torch.Tensor:
-    """All n_steps of a chunk of rays at once: dense [R, S] prefix sums (the exact default)."""
-    device = origins.device
-    t_near, t_far = box_interval(origins, dirs)
-    dt = SQRT3 / n_steps
-    k = torch.arange(n_steps, dtype=torch.float32, device=device)
-    n_rays = len(origins)
-    image = torch.empty(n_rays, 3, dtype=torch.float32, device=device)
-    per = max(1, batch // n_steps)  # rays per chunk: at most `batch` samples per chunk
-    for s in range(0, n_rays, per):
-        o, d = origins[s : s + per], dirs[s : s + per]
-        tn, tfar = t_near[s : s + per], t_far[s : s + per]
-        a = tn[:, None] + k[None, :] * dt  # [R, S] segment starts
-        b = torch.minimum(a + dt, tfar[:, None])
-        length = (b - a).clamp_min(0.0)
-        valid = length > 0
-        ray_idx, step_idx = valid.nonzero(as_tuple=True)
-        seg = length[ray_idx, step_idx]
-        mid = 0.5 * (a[ray_idx, step_idx] + b[ray_idx, step_idx])
-        x = o[ray_idx] + mid[:, None] * d[ray_idx]
-        rgb, tau, alpha, weight_light = shade(x, seg)
-        if stats is not None:
-            stats.samples += len(seg)
-        # dense [R, S] optical depth for the exclusive prefix sum along each ray
-        tau_rs = torch.zeros_like(length)
-        tau_rs[ray_idx, step_idx] = tau
-        csum = torch.cumsum(tau_rs, dim=1)
-        before = torch.cat([torch.zeros_like(csum[:, :1]), csum[:, :-1]], dim=1)
-        trans_before = torch.exp(-before)[ray_idx, step_idx]
-        w = trans_before * alpha * weight_light
-        col = torch.zeros(len(o), 3, dtype=torch.float32, device=device)
-        col.index_add_(0, ray_idx, w[:, None] * rgb)
-        col += torch.exp(-csum[:, -1])[:, None] * bg
-        image[s : s + per] = col
-    return image
-
-
 EARLY_STOP_STEPS = 16  # steps per chunk with early termination: a ray overshoots by < 16 steps
 
 
-def _march_early(origins, dirs, shade, bg, n_steps, batch, early_stop, stats) -> torch.Tensor:
-    """`_march` in chunks of EARLY_STOP_STEPS steps, dropping rays whose transmittance is <=
-    early_stop (and rays that left the box) before the next chunk.
+def _march(origins, dirs, shade, bg, n_steps, batch, early_stop, stats) -> torch.Tensor:
+    """Front-to-back compositing of chunks of rays, `shade` giving each sample's colour,
+    optical depth, opacity and light factor.
 
-    Same sample positions as `_march`; T_i = exp(-(optical depth of the earlier chunks + the
-    prefix within this chunk)), equal to the dense prefix sum up to float rounding. A dropped
-    ray gets no background: its remaining contribution, in [0, T], is what the image loses.
+    Without early termination all n_steps of a chunk of rays are one dense [R, S] prefix sum
+    (the exact default). With it, rays march EARLY_STOP_STEPS steps at a time and rays whose
+    transmittance is <= early_stop (or that left the box) are dropped before the next chunk:
+    same sample positions, T_i = exp(-(optical depth of the earlier chunks + the prefix within
+    this chunk)), equal to the dense prefix sum up to float rounding. A dropped ray gets no
+    background: its remaining contribution, in [0, T], is what the image loses.
     """
     device = origins.device
     t_near, t_far = box_interval(origins, dirs)
     dt = SQRT3 / n_steps
     k = torch.arange(n_steps, dtype=torch.float32, device=device)
-    tau_stop = -math.log(early_stop)
+    tau_stop = math.inf if early_stop is None else -math.log(early_stop)
+    steps = n_steps if early_stop is None else min(EARLY_STOP_STEPS, n_steps)
     n_rays = len(origins)
     image = torch.empty(n_rays, 3, dtype=torch.float32, device=device)
-    per = max(1, batch // EARLY_STOP_STEPS)  # rays per chunk: at most `batch` samples per chunk
+    per = max(1, batch // steps)  # rays per chunk: at most `batch` samples per chunk
     for s in range(0, n_rays, per):
         o, d = origins[s : s + per], dirs[s : s + per]
         tn, tfar = t_near[s : s + per], t_far[s : s + per]
@@ -820,11 +786,11 @@ def _march_early(origins, dirs, shade, bg, n_steps, batch, early_stop, stats) ->
         col = torch.zeros(len(o), 3, dtype=torch.float32, device=device)
         stopped = torch.zeros(len(o), dtype=torch.bool, device=device)
         live = (tfar > tn).nonzero().squeeze(1)  # rays still marching (misses never start)
-        for k0 in range(0, n_steps, EARLY_STOP_STEPS):
+        for k0 in range(0, n_steps, steps):
             if len(live) == 0:
                 break
-            k1 = min(k0 + EARLY_STOP_STEPS, n_steps)
-            a = tn[live, None] + k[None, k0:k1] * dt  # [R, K] segment starts, as in `_march`
+            k1 = min(k0 + steps, n_steps)
+            a = tn[live, None] + k[None, k0:k1] * dt  # [R, K] segment starts
             b = torch.minimum(a + dt, tfar[live, None])
             length = (b - a).clamp_min(0.0)
             ray_idx, step_idx = (length > 0).nonzero(as_tuple=True)
