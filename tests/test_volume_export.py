@@ -367,3 +367,23 @@ def test_parse_errors_are_one_line(texts, message):
     with pytest.raises(ValueError, match=message) as exc:
         parse_param_assignments(texts, ["t", "Re"])
     assert "\n" not in str(exc.value)
+
+
+def test_nc_export_survives_the_simulator_import(tmp_path, monkeypatch):
+    """fluidsim replaces h5netcdf.File by a functools.partial on import (fluidsim/util/util.py);
+    the simulate stage undoes it right after its import, so the NetCDF export (xarray's h5netcdf
+    backend) still works in the same process."""
+    import functools
+
+    xr = pytest.importorskip("xarray")
+    h5netcdf = pytest.importorskip("h5netcdf")
+    from hyperinr.data.simulate import _undo_fluidsim_h5netcdf_patch
+
+    original = h5netcdf.File
+    monkeypatch.setattr(h5netcdf, "File", functools.partial(original, decode_vlen_strings=True))
+    with pytest.raises(TypeError):  # what fluidsim's patch does to xarray
+        write_volume(tmp_path / "broken.nc", _xyz_volume())
+    _undo_fluidsim_h5netcdf_patch()
+    assert h5netcdf.File is original
+    with xr.open_dataset(write_volume(tmp_path / "v.nc", _xyz_volume()), engine="h5netcdf") as ds:
+        assert ds["value"].shape == (3, 4, 5)

@@ -176,6 +176,21 @@ def _field(name: str, u: np.ndarray) -> np.ndarray:
     raise DataError(f"simulate.fields: unknown field '{name}' (known: {', '.join(FIELDS)})")
 
 
+def _undo_fluidsim_h5netcdf_patch() -> None:
+    """fluidsim replaces `h5netcdf.File` by a functools.partial when imported (to silence a
+    warning, fluidsim/util/util.py), which breaks every later `isinstance(x, h5netcdf.File)`:
+    xarray's h5netcdf backend then fails in the same process (our NetCDF export, user code
+    after `hyperinr simulate`). Our simulation writes no NetCDF, so the original class returns."""
+    import functools
+
+    try:
+        import h5netcdf
+    except ImportError:
+        return
+    if isinstance(h5netcdf.File, functools.partial):
+        h5netcdf.File = h5netcdf.File.func
+
+
 # --------------------------------------------------------------------------- fluidsim driver
 
 
@@ -295,6 +310,8 @@ def simulate_tgv(cfg: SimulateConfig, out_dir: Path | None = None) -> Path:
         }
         import fluidsim
         from fluidsim.solvers.ns3d.solver import Simul
+
+        _undo_fluidsim_h5netcdf_patch()
 
         params = Simul.create_default_params()
         params.short_name_type_run = "tgv"
