@@ -30,6 +30,7 @@ CHECKS=(
   "tiny_workflow_cuda|300|pytest $T/test_workflow_cuda.py::test_tiny_workflow_on_cuda"
   "tiny_dgs_workflow_cuda|200|pytest $T/test_workflow_cuda.py::test_tiny_dgs_workflow_on_cuda"
   "bench_inference_cuda|120|script benchmarks/bench_inference.py --device cuda"
+  "explore_cuda_vs_cpu|60|pytest $T/test_explore_cuda.py::test_explorer_frames_match_cpu"
   "bench_explore_cuda_512|120|script benchmarks/bench_explore.py --device cuda --sizes 512 512 --strict"
 )
 

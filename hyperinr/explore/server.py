@@ -197,10 +197,12 @@ class ClientSession:
                     continue
                 self.changed.clear()
                 seen = self.version
+                if not self.ex.needs_camera:  # NVS: the predicted image is the frame
+                    if not self._render("image"):
+                        return
+                    continue
                 if not self._render("preview"):
                     return
-                if not self.ex.needs_camera:
-                    continue
                 # refine once the state has been still for idle_seconds
                 if self.changed.wait(timeout=self.q.idle_seconds) or self.version != seen:
                     continue
