@@ -47,22 +47,14 @@ def open_explorer(
 
 
 def parse_params(explorer: Explorer, texts: list[str] | None) -> tuple[float, ...] | None:
-    """`--param t=3.7` (or positional values in the dataset's order) -> physical values."""
+    """`--param t=3.7` (or values in the dataset's order, as `hyperinr export` takes them) ->
+    physical values, wrapped / range-checked like the API's."""
     if not texts:
         return None
-    named: dict[str, float] = {}
-    positional: list[float] = []
-    for text in texts:
-        key, sep, val = text.partition("=")
-        try:
-            if sep:
-                named[key.strip()] = float(val)
-            else:
-                positional.append(float(text))
-        except ValueError:
-            raise ValueError(f"--param: '{text}' is not NAME=VALUE or a number") from None
-    values = explorer.space.values(positional, named, "--param")
-    return tuple(float(v) for v in values)
+    from hyperinr.volume_io import parse_param_assignments
+
+    values = parse_param_assignments(texts, explorer.space.names)
+    return tuple(float(v) for v in explorer.space.values(values, {}, "--param"))
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
