@@ -190,6 +190,10 @@ class Explorer:
             files = self.ds.attrs.provenance.get("files") or []
             scene = next((f.get("path") for f in files if str(f.get("path", "")).endswith(".h5")),
                          None)  # fmt: skip
+            # recorded relative to the workflow's directory: results/<ds>/dataset.zarr's root
+            if scene is not None and not Path(scene).is_absolute() and not Path(scene).is_file():
+                beside = Path(self.ds.path).resolve().parents[2] / scene
+                scene = beside if beside.is_file() else scene
         if scene is None or not Path(scene).is_file():
             raise ValueError(
                 f"{self.ds.path}: a DGS dataset renders its scene's base volume: pass --scene "
