@@ -23,7 +23,7 @@ CHECKS=(
   "hashgrid_tcnn_vs_torch|60|pytest $T/test_hashgrid_cuda.py::test_tcnn_matches_torch_cuda"
   "teacher_amp_training|60|pytest $T/test_training_cuda.py::test_sine_layers_stay_float32_under_cuda_autocast $T/test_training_cuda.py::test_teacher_trains_with_amp"
   "hyperinr_amp_training|60|pytest $T/test_training_cuda.py::test_hyperinr_trains_with_amp"
-  "target_modes_cuda_vs_cpu|60|pytest $T/test_target_modes_cuda.py::test_target_modes_match_cpu"
+  "target_modes_cuda_vs_cpu|60|pytest $T/test_target_modes_cuda.py::test_target_modes_match_cpu $T/test_target_modes_cuda.py::test_shrinkage_curve_matches_cpu"
   "independent_inrs_cuda_vs_cpu|60|pytest $T/test_ablation_models_cuda.py::test_independent_inrs_match_cpu"
   "render_cuda_vs_cpu|60|pytest $T/test_render_cuda.py::test_renders_match_cpu $T/test_render_cuda.py::test_render_through_a_generated_inr_on_cuda"
   "render_accel_cuda_vs_cpu|60|pytest $T/test_render_accel_cuda.py::test_accelerated_renders_match_cpu $T/test_render_accel_cuda.py::test_accelerated_render_through_a_generated_inr_on_cuda"

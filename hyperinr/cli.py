@@ -40,10 +40,10 @@ def build_config(files: list[str], json_text: str | None, threads: int | None = 
 
 
 def _cmd_simulate(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.data.simulate import simulate_tgv
+    from hyperinr.data.simulate import simulate
 
     out_dir = Path(args.out_dir) if args.out_dir else None
-    print(simulate_tgv(cfg.simulate, out_dir))
+    print(simulate(cfg.simulate, out_dir))
 
 
 def _cmd_scene(cfg: Config, args: argparse.Namespace) -> None:
@@ -64,7 +64,7 @@ def _cmd_ingest(cfg: Config, args: argparse.Namespace) -> None:
 def _cmd_teacher(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.teacher import train_teacher
 
-    train_teacher(cfg, Path(args.dataset), Path(args.out_dir))
+    train_teacher(cfg, Path(args.dataset), Path(args.out_dir), validation=args.validation)
 
 
 def _cmd_baseline(cfg: Config, args: argparse.Namespace) -> None:
@@ -101,6 +101,7 @@ def _cmd_distill(cfg: Config, args: argparse.Namespace) -> None:
         Path(args.distill_set) if args.distill_set else None,
         Path(args.out_dir),
         teacher=Path(args.teacher) if args.teacher else None,
+        validation_teacher=Path(args.validation_teacher) if args.validation_teacher else None,
     )
 
 
@@ -340,7 +341,7 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = verb("simulate", _cmd_simulate, "generate the default Taylor-Green vortex dataset")
+    p = verb("simulate", _cmd_simulate, "generate the simulated dataset (Taylor-Green or forced)")
     p.add_argument("--out-dir")
     p = verb("scene", _cmd_scene, "render the NVS images or DGS shadow volumes (dataset.task)")
     p.add_argument("--out-dir", help="default scene.output_dir")
@@ -349,6 +350,11 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("teacher", _cmd_teacher, "train the CoordNet teacher")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--validation", action="store_true",
+        help="train the validation teacher that chooses the shrinkage (without every other "
+        "interior training frame; hyperinr.shrinkage_validation)",
+    )  # fmt: skip
     p = verb("baseline", _cmd_baseline, "train a comparison INR on the training frames (Sec. 6.3)")
     p.add_argument("--model", required=True, choices=["neurcomp", "hashinr"])
     p.add_argument("--dataset", required=True)
@@ -377,7 +383,13 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("distill", _cmd_distill, "train HyperINR on the distillation set")
     p.add_argument("--dataset", required=True)
     p.add_argument("--distill-set", help="the distillation set (hyperinr.targets: precomputed)")
-    p.add_argument("--teacher", help="the teacher (hyperinr.targets: on_demand)")
+    p.add_argument(
+        "--teacher", help="the teacher (targets on_demand; targets_mode corrected or hybrid)"
+    )
+    p.add_argument(
+        "--validation-teacher",
+        help="the validation teacher that chooses the shrinkage (corrected, shrinkage null)",
+    )
     p.add_argument("--out-dir", required=True)
     p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
     p.add_argument(

@@ -31,6 +31,10 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "scene": ("scene", "dataset.task", "runtime.device"),
     "ingest": ("dataset",),
     "teacher": ("teacher", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
+    "teacher_validation": (
+        "teacher", "hyperinr.shrinkage_validation", "runtime.seed", "runtime.device",
+        "runtime.gpus_per_job",
+    ),
     "distill_set": ("distill_set", "runtime.seed", "runtime.device"),
     "distill": ("hyperinr", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
     "predict_teacher": ("evaluate.batch_size", "runtime.device"),
@@ -77,6 +81,7 @@ HASH_CHARS = 24
 # Stages that train under torchrun, and the rule whose resources.<rule>.gpu sets their GPUs.
 TRAINING_STAGE_RULE = {
     "teacher": "teacher",
+    "teacher_validation": "teacher_validation",
     "distill": "distill",
     "baseline_neurcomp": "baseline",
     "baseline_hashinr": "baseline",

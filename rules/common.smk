@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from hyperinr.cluster.gpus import training_launcher, workflow_training_gpus
 from hyperinr.cluster.polaris import preflight_or_exit
 from hyperinr.config import Config
+from hyperinr.data.simulate import simulation_file
 from hyperinr.data.target_modes import MODES as TARGET_MODES
 from hyperinr.provenance import stage_slice
 from hyperinr.ablation import MODEL_SWEEPS, PREDICT_KIND, variant_config, variants
@@ -29,6 +30,7 @@ DEFAULT_RESOURCES = {
     "scene": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
     "ingest": {"gpu": 0, "runtime": 60, "mem_mb": 8000},
     "teacher": {"gpu": 1, "runtime": 240, "mem_mb": 32000},
+    "teacher_validation": {"gpu": 1, "runtime": 120, "mem_mb": 32000},
     "distill_set_shard": {"gpu": 1, "runtime": 60, "mem_mb": 16000},
     "distill_set": {"gpu": 0, "runtime": 60, "mem_mb": 8000},  # the gather: check + link
     "distill": {"gpu": 1, "runtime": 240, "mem_mb": 64000},
@@ -95,7 +97,7 @@ def dataset_files():
     if config["scene"]["activate"]:
         return list(scene_files(config["scene"]["output_dir"]))
     if sim["activate"]:
-        return [f"{sim['output_dir']}/tgv.h5", f"{sim['output_dir']}/params.json"]
+        return [str(simulation_file(CFG.simulate)), f"{sim['output_dir']}/params.json"]
     files = []
     for pattern in config["dataset"]["files"]:
         matches = sorted(glob.glob(pattern))
@@ -142,6 +144,8 @@ def stage_infos():
         infos[at:at] = [f"{RESULTS}/distill_set_info.json", f"{RESULTS}/hyperinr/info.json"]
         if on_demand():
             infos.remove(f"{RESULTS}/distill_set_info.json")
+        if "validation_teacher" in targets_inputs(config["hyperinr"]["targets_mode"]):
+            infos.insert(at, f"{RESULTS}/teacher_validation/info.json")  # its cost, its frames
     return infos
 
 
@@ -164,17 +168,24 @@ def distill_mode(wildcards):
     return mode if sep else config["hyperinr"]["targets_mode"]
 
 
-def distill_inputs(wildcards):
-    """The distillation set (or, targets on_demand, the teacher it would be computed from);
-    the teacher too when the targets mode needs its outputs at the training frames."""
+def targets_inputs(mode):
+    """What HyperINR distils from in targets_mode `mode`: the distillation set (or, targets
+    on_demand, the teacher it would be computed from); the teacher too when the mode needs its
+    outputs at the training frames; the validation teacher when corrected chooses its shrinkage."""
     inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
-    if distill_mode(wildcards) == "ground_truth":  # the training frames alone
+    if mode == "ground_truth":  # the training frames alone
         return inputs
     if not on_demand():
         inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
-    if on_demand() or distill_mode(wildcards) != "teacher":
+    if on_demand() or mode != "teacher":
         inputs["teacher"] = f"{RESULTS}/teacher/model.pt"
+    if mode == "corrected" and config["hyperinr"]["shrinkage"] is None:
+        inputs["validation_teacher"] = f"{RESULTS}/teacher_validation/model.pt"
     return inputs
+
+
+def distill_inputs(wildcards):
+    return targets_inputs(distill_mode(wildcards))
 
 
 def distill_config(wildcards):
@@ -185,10 +196,9 @@ def distill_config(wildcards):
 
 
 def distill_sources(wildcards, input):
-    args = [f"--distill-set {input.distill_set}"] if "distill_set" in input.keys() else []
-    if "teacher" in input.keys():
-        args.append(f"--teacher {input.teacher}")
-    return " ".join(args)
+    flags = {"distill_set": "--distill-set", "teacher": "--teacher",
+             "validation_teacher": "--validation-teacher"}
+    return " ".join(f"{flag} {input[key]}" for key, flag in flags.items() if key in input.keys())
 
 
 def target_mode_predictions():
@@ -272,15 +282,8 @@ def ablation_variants(sweep):
 
 
 def variant_inputs(wildcards):
-    """A variant distils from the pipeline's own set (and teacher where the mode needs it)."""
-    inputs = {"dataset": f"{RESULTS}/dataset.zarr"}
-    if config["hyperinr"]["targets_mode"] == "ground_truth":
-        return inputs
-    if not on_demand():
-        inputs["distill_set"] = f"{RESULTS}/distill_set.zarr"
-    if on_demand() or config["hyperinr"]["targets_mode"] != "teacher":
-        inputs["teacher"] = f"{RESULTS}/teacher/model.pt"
-    return inputs
+    """A variant distils from the pipeline's own set (and teachers where the mode needs them)."""
+    return targets_inputs(config["hyperinr"]["targets_mode"])
 
 
 def variant_stage_config(wildcards):

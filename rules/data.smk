@@ -1,6 +1,6 @@
 rule simulate:
     output:
-        h5=f"{config['simulate']['output_dir']}/tgv.h5",
+        h5=str(simulation_file(CFG.simulate)),  # tgv.h5 or turbulence.h5, by simulate.flow
         params=f"{config['simulate']['output_dir']}/params.json",
     params:
         cfg=stage_config("simulate"),

@@ -23,6 +23,31 @@ rule teacher:
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
+rule teacher_validation:
+    input:
+        dataset=f"{RESULTS}/dataset.zarr",
+    output:
+        model=f"{RESULTS}/teacher_validation/model.pt",
+        info=f"{RESULTS}/teacher_validation/info.json",
+    params:
+        cfg=stage_config("teacher_validation"),
+        out_dir=parent_of("model"),
+        launcher=trainer("teacher_validation")["launcher"],
+    log:
+        f"{LOGS}/teacher_validation.log",
+    threads: trainer("teacher_validation")["threads"]
+    resources:
+        gpu=trainer("teacher_validation")["gpu"],
+        runtime=resource("teacher_validation", "runtime"),
+        mem_mb=resource("teacher_validation", "mem_mb"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "{params.launcher} teacher --validation --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
 rule baseline:
     input:
         dataset=f"{RESULTS}/dataset.zarr",

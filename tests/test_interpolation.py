@@ -239,7 +239,7 @@ def test_anchors_use_the_same_lookup_with_power_and_periodic():
     HyperINR weights encoders (hyperinr/data/target_modes.py)."""
     import torch
 
-    from hyperinr.data.target_modes import Anchors, leave_one_out_errors
+    from hyperinr.data.target_modes import Anchors, shrinkage_curve
 
     rng = np.random.default_rng(8)
     train = rng.random((5, 2))
@@ -251,6 +251,6 @@ def test_anchors_use_the_same_lookup_with_power_and_periodic():
         assert np.array_equal(a, b)
     plain = Anchors(train, frames, frames, (2, 2, 2), 3)
     assert not np.allclose(plain.weights(q)[1], want[1])
-    # leave-one-out keeps working with k_nearest = n_train (4 frames remain per held-out one)
+    # the shrinkage curve keeps working with k_nearest = n_train (fewer frames are kept)
     everything = Anchors(train, frames, frames, (2, 2, 2), 5, periodic=(True, False))
-    assert leave_one_out_errors(everything)["held_out"] == 5
+    assert shrinkage_curve(everything, [1, 3])["scored"] == [1, 3]

@@ -115,3 +115,17 @@ def test_report_for_rgb_images_with_nd_params(tmp_path):
     out = write_report(ds, tmp_path / "m.csv", preds, [], tmp_path / "rep", slice_frames=[1])
     assert out["slices"].read_bytes().startswith(PNG_MAGIC)
     assert "| hyperinr |" in out["summary"].read_text()
+
+
+def test_the_shrinkage_curve_table_shows_every_tenth_and_the_choice_in_bold():
+    from hyperinr.data.target_modes import SHRINKAGE_GRID
+    from hyperinr.evaluate.report import shrinkage_curve_rows
+
+    mse = [(a - 0.35) ** 2 + 1e-3 for a in SHRINKAGE_GRID]
+    rows = shrinkage_curve_rows({"a": list(SHRINKAGE_GRID), "mse": mse, "chosen": 0.35})
+    cells = [c.strip() for c in rows[0].strip("|").split("|")][1:]
+    want = ["0", "0.1", "0.2", "0.3", "**0.35**", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+    assert cells == want
+    values = [c.strip() for c in rows[2].strip("|").split("|")][1:]
+    assert values[4] == "**0.001**" and len(values) == len(cells)
+    assert rows[1].count("---:") == len(cells)

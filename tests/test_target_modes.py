@@ -15,8 +15,9 @@ from hyperinr.data.target_modes import (
     CorrectedTargets,
     HybridTargets,
     choose_shrinkage,
-    leave_one_out_errors,
+    shrinkage_curve,
     trilinear,
+    validation_split,
 )
 from hyperinr.grid import flat_to_coords, grid_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, save_teacher
@@ -111,14 +112,78 @@ def test_a_one_adds_the_interpolated_teacher_residual():
         torch.testing.assert_close(yy, (teacher - lerp_err)[v], atol=2e-6, rtol=0)
 
 
-def test_the_shrinkage_follows_how_much_the_teacher_knows():
-    gt = torch.stack([truth(t) for t in TRAIN[:, 0]])
-    perfect = choose_shrinkage(anchors(teacher=gt.clone()))
-    assert perfect["chosen"] == 1.0 and perfect["held_out"] == 3
-    noisy = gt + 0.2 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))
-    loo = leave_one_out_errors(anchors(teacher=noisy))
-    assert loo["mse"][0] < loo["mse"][-1]  # noise is no dynamics: shrink it away
-    assert choose_shrinkage(anchors(teacher=noisy))["chosen"] <= 0.3
+TRAIN9 = np.linspace(0, 1, 9).reshape(-1, 1)
+
+
+def validation_anchors(teacher_at_held) -> tuple[Anchors, np.ndarray]:
+    """9 training frames of the non-linear field; the validation teacher is exact at the frames
+    it trained on and `teacher_at_held(theta, gt)` at the ones it never saw."""
+    kept, held = validation_split(TRAIN9)
+    gt = torch.stack([truth(t) for t in TRAIN9[:, 0]])
+    te = gt.clone()
+    for k in held:
+        te[k] = teacher_at_held(TRAIN9[k, 0], gt[k])
+    return Anchors(TRAIN9, gt, te, DIMS, k_nearest=2), held
+
+
+def test_validation_split_holds_out_every_other_interior_frame():
+    kept, held = validation_split(TRAIN9)
+    assert held.tolist() == [1, 3, 5, 7] and kept.tolist() == [0, 2, 4, 6, 8]
+    shuffled = TRAIN9[[4, 0, 8, 2, 6, 1, 7, 3, 5]]  # order of the parameters, not of the rows
+    kept, held = validation_split(shuffled)
+    assert sorted(shuffled[held, 0]) == [0.125, 0.375, 0.625, 0.875]
+    assert validation_split(TRAIN9[:4])[1].tolist() == [1]  # ends are never held out
+    rng = np.random.default_rng(3)
+    views = rng.random((10, 2))
+    kept, held = validation_split(views, seed=5)
+    assert len(held) == 5 and set(kept) | set(held) == set(range(10))
+    assert np.array_equal(held, validation_split(views, seed=5)[1])
+    with pytest.raises(ValueError, match=">= 3 training frames"):
+        validation_split(TRAIN9[:2])
+
+
+def test_shrinkage_curve_matches_a_slow_linear_reference():
+    gen = torch.Generator().manual_seed(1)
+    anchors, held = validation_anchors(lambda t, g: g + 0.05 * torch.randn(g.shape, generator=gen))
+    curve = shrinkage_curve(anchors, held)
+    gt, te = anchors.ground_truth.double().numpy(), anchors.teacher.double().numpy()
+    for g, a in enumerate(curve["a"]):
+        errs = []
+        for k in held:  # neighbours k - 1 and k + 1 are kept, halfway between them
+            lerp_gt = 0.5 * (gt[k - 1] + gt[k + 1])
+            lerp_te = 0.5 * (te[k - 1] + te[k + 1])
+            target = lerp_gt + a * (te[k] - lerp_te)
+            errs.append(np.mean((target - gt[k]) ** 2))
+        assert curve["mse"][g] == pytest.approx(np.mean(errs), rel=1e-9, abs=1e-15)
+    assert curve["scored"] == [1, 3, 5, 7]
+
+
+def test_a_useless_teacher_gets_a_small_shrinkage():
+    """Random outputs at the times it never saw: its departures from the interpolation are noise,
+    not dynamics, and the rule shrinks them away."""
+    gen = torch.Generator().manual_seed(0)
+    anchors, held = validation_anchors(lambda t, g: torch.rand(g.shape, generator=gen))
+    choice = choose_shrinkage(anchors, held)
+    assert choice["chosen"] <= 0.2
+    assert choice["mse"][0] < choice["mse"][-1]
+
+
+def test_an_exact_teacher_gets_a_large_shrinkage():
+    anchors, held = validation_anchors(lambda t, g: g.clone())
+    choice = choose_shrinkage(anchors, held)
+    assert choice["chosen"] >= 0.8 and choice["a_least_squares"] == pytest.approx(1.0)
+    assert "never trained on" in choice["rule"]
+
+
+def test_a_partly_right_teacher_gets_a_shrinkage_in_between():
+    """Half of the truth's departure plus as much unrelated error: the least-squares a is ~0.5."""
+    def half(t, g):
+        lerp = 0.5 * (truth(t - 0.125) + truth(t + 0.125))
+        other = 0.5 * (truth(t + 0.5) - truth(t + 0.6))
+        return lerp + 0.5 * (g - lerp) + other
+    anchors, held = validation_anchors(half)
+    choice = choose_shrinkage(anchors, held)
+    assert 0.0 < choice["chosen"] < 1.0
 
 
 def test_hybrid_batches_mix_ground_truth_at_the_training_parameters():
@@ -159,6 +224,19 @@ def _stage_case(root, poison: bool):
     return dataset, teacher
 
 
+def _validation_teacher(root, dataset):
+    """The validation teacher as rule teacher_validation trains it (a tiny one)."""
+    from hyperinr.stages.teacher import train_teacher
+
+    cfg = Config.from_dict({
+        "teacher": {"widths": [8, 8], "hidden_blocks": 0,
+                    "train": {"steps": 40, "batch_size": 64, "checkpoint_every": 20,
+                              "log_every": 20}},
+        "runtime": {"threads": 1, "device": "cpu"},
+    })
+    return train_teacher(cfg, dataset, root / "teacher_validation", validation=True)
+
+
 def _cfg(mode: str, steps: int = 30) -> Config:
     return Config.from_dict({
         "distill_set": {"n_params": 9},
@@ -181,13 +259,51 @@ def test_the_modes_never_read_an_unseen_frame(tmp_path, mode):
     from hyperinr.stages.distill import distill_hyperinr
 
     dataset, teacher = _stage_case(tmp_path, poison=True)
-    distill_hyperinr(_cfg(mode), dataset, None, tmp_path / "h", teacher=teacher)
+    validation = _validation_teacher(tmp_path, dataset)  # reads training frames only too
+    vinfo = json.loads((validation.parent / "info.json").read_text())
+    assert vinfo["held_out_frames"] == [2, 6] and vinfo["trained_frames"] == [0, 4, 8]
+    assert vinfo["steps"] == 4  # a tenth of the teacher's 40 (shrinkage_validation)
+    distill_hyperinr(_cfg(mode), dataset, None, tmp_path / "h", teacher=teacher,
+                     validation_teacher=validation)
     info = json.loads((tmp_path / "h" / "info.json").read_text())
     assert np.isfinite(info["final_loss"]) and info["targets_mode"] == mode
     if mode == "corrected":
         choice = info["shrinkage_choice"]
         assert np.all(np.isfinite(choice["mse"])) and info["shrinkage"] == choice["chosen"]
+        assert choice["scored"] == [2, 6] and choice["validation_teacher_frames"] == [0, 4, 8]
+        assert info["produced_by"]["inputs"]["validation_teacher"]
     assert info["produced_by"]["inputs"]["teacher"]
+
+
+def test_an_untrained_validation_teacher_gets_a_small_shrinkage(tmp_path):
+    """Through the stage: a validation teacher that learned nothing (random network) predicts no
+    dynamics, so the correction falls back toward the interpolation of the ground truth."""
+    from hyperinr.stages.distill import distill_hyperinr
+
+    dataset, teacher = _stage_case(tmp_path, poison=True)
+    from hyperinr.data.store import open_dataset
+
+    useless = tmp_path / "useless.pt"
+    torch.manual_seed(3)
+    save_teacher(useless, CoordNet(4, 1, (8, 8), 0), {
+        "dataset_hash": open_dataset(dataset).content_hash, "dims": list(DIMS),
+        "held_out_frames": [2, 6], "trained_frames": [0, 4, 8],
+    })
+    distill_hyperinr(_cfg("corrected", steps=10), dataset, None, tmp_path / "h", teacher=teacher,
+                     validation_teacher=useless)
+    info = json.loads((tmp_path / "h" / "info.json").read_text())
+    assert info["shrinkage"] <= 0.2
+
+
+def test_corrected_without_a_validation_teacher_is_a_one_line_error(tmp_path):
+    from hyperinr.stages.distill import distill_hyperinr
+
+    dataset, teacher = _stage_case(tmp_path, poison=False)
+    with pytest.raises(ValueError, match="needs --validation-teacher"):
+        distill_hyperinr(_cfg("corrected"), dataset, None, tmp_path / "h", teacher=teacher)
+    with pytest.raises(ValueError, match="not a validation teacher of this dataset"):
+        distill_hyperinr(_cfg("corrected"), dataset, None, tmp_path / "h", teacher=teacher,
+                         validation_teacher=teacher)
 
 
 class Killed(Exception):
@@ -201,7 +317,9 @@ def test_resume_is_exact_in_every_mode(tmp_path, monkeypatch, mode):
 
     dataset, teacher = _stage_case(tmp_path, poison=False)
     cfg = _cfg(mode)
-    distill_hyperinr(cfg, dataset, None, tmp_path / "whole", teacher=teacher)
+    validation = _validation_teacher(tmp_path, dataset) if mode == "corrected" else None
+    distill_hyperinr(cfg, dataset, None, tmp_path / "whole", teacher=teacher,
+                     validation_teacher=validation)
 
     real = loader.TeacherTargets.sample
 
@@ -212,9 +330,11 @@ def test_resume_is_exact_in_every_mode(tmp_path, monkeypatch, mode):
 
     monkeypatch.setattr(loader.TeacherTargets, "sample", killing)
     with pytest.raises(Killed):
-        distill_hyperinr(cfg, dataset, None, tmp_path / "killed", teacher=teacher)
+        distill_hyperinr(cfg, dataset, None, tmp_path / "killed", teacher=teacher,
+                         validation_teacher=validation)
     monkeypatch.setattr(loader.TeacherTargets, "sample", real)
-    distill_hyperinr(cfg, dataset, None, tmp_path / "killed", teacher=teacher)
+    distill_hyperinr(cfg, dataset, None, tmp_path / "killed", teacher=teacher,
+                     validation_teacher=validation)
     info = json.loads((tmp_path / "killed" / "info.json").read_text())
     assert info["resumed_from"] == 10
     a = torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"]

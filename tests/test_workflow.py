@@ -70,6 +70,7 @@ def test_report_has_finite_metrics_for_every_frame_and_method(workdir):
         assert math.isfinite(float(r["psnr"])) and math.isfinite(float(r["ssim"])), r
     summary = (workdir / RESULTS / "report/summary.md").read_text()
     assert "hyperinr" in summary and "teacher" in summary and "lerp" in summary
+    assert "| held-out MSE |" in summary and "teacher_validation" in summary  # a's curve, cost
     for png in ("psnr_ssim.png", "slices.png"):
         assert (workdir / RESULTS / "report" / png).stat().st_size > 1000
 
@@ -250,8 +251,15 @@ def test_target_modes_compare_every_mode_from_one_teacher_and_set(workdir):
     assert all(f"| {m} |" in table for m in methods), table
     corrected = _info(workdir, "hyperinr_corrected")
     assert corrected["targets_mode"] == "corrected"
-    assert corrected["shrinkage"] == corrected["shrinkage_choice"]["chosen"]
-    assert "corrected" in table and "chosen from the training frames" in table
+    choice = corrected["shrinkage_choice"]
+    assert corrected["shrinkage"] == choice["chosen"]
+    validation = _info(workdir, "teacher_validation")
+    # scored only on training frames the validation teacher never trained on
+    assert choice["scored"] == validation["held_out_frames"] == [2, 6]
+    assert choice["validation_teacher_frames"] == validation["trained_frames"] == [0, 4, 8]
+    assert validation["steps"] == 150  # a tenth of config/test.yaml's 1500 teacher steps
+    assert corrected["produced_by"]["inputs"]["validation_teacher"]
+    assert "corrected" in table and "never saw" in table
 
     def train_psnr(method):
         vals = [float(r["psnr"]) for r in rows if r["method"] == method and r["split"] == "train"]
@@ -315,6 +323,20 @@ def test_pressure_config_is_the_default_run_on_the_other_field():
     assert proc.returncode == 0, out
     assert "results/tgv64_pressure/teacher/model.pt" in out
     assert '\\"hdf5_dataset\\": \\"pressure\\"' in out or '"hdf5_dataset": "pressure"' in out, out
+
+
+def test_the_forced_field_runs_through_the_shrinkage_rule(workdir):
+    """config/test_forced.yaml (the weakly correlated field, tiny): simulated, ingested, and
+    distilled with a shrinkage chosen by its own validation teacher."""
+    snakemake(workdir, "config/test_forced.yaml", "--until", "distill")
+    results = workdir / "results/forced16_test"
+    info = json.loads((results / "hyperinr/info.json").read_text())
+    validation = json.loads((results / "teacher_validation/info.json").read_text())
+    choice = info["shrinkage_choice"]
+    assert choice["scored"] == validation["held_out_frames"] == [2, 6]
+    assert info["shrinkage"] == choice["chosen"] and 0.0 <= choice["chosen"] <= 1.0
+    data = zarr.open_group(results / "dataset.zarr", mode="r")
+    assert data.attrs["provenance"]["files"][0]["path"] == "resources/forced16/turbulence.h5"
 
 
 def test_ablation_targets_reuse_the_teacher_and_set(workdir):

@@ -22,9 +22,13 @@ teacher on demand), so one teacher and one distillation set serve every mode:
   INR on the sparse frames, the ablations' architectures and shared-MLP comparisons), and it
   measures what distillation buys.
 
-The shrinkage a is chosen from training frames only (`choose_shrinkage`): leave one training
-frame out, predict it from the other training frames with each candidate a, keep the a with the
-least squared error. Unseen frames are never read (tests poison them with NaN).
+The shrinkage a is chosen on training frames a teacher never saw (`choose_shrinkage`): a
+validation teacher (the teacher's architecture, trained without every other interior training
+frame: `validation_split`) predicts those held-out frames, and the a whose corrected target is
+nearest their ground truth wins. Scoring the main teacher at its own training frames, as a
+leave-one-out over them would, measures nothing: it fitted them, so its departure from the
+interpolation equals the truth's and the curve always falls to a = 1. Unseen frames are never
+read (tests poison them with NaN).
 """
 
 from __future__ import annotations
@@ -68,40 +72,58 @@ class Anchors:
         )
 
 
-def leave_one_out_errors(anchors: Anchors, grid: tuple[float, ...] = SHRINKAGE_GRID) -> dict:
-    """Mean squared error of predicting each held-out training frame from the others, per a.
+def validation_split(params01: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held): indices into the training frames. The validation teacher trains on `kept`
+    only and the shrinkage is scored on `held` alone, so every scored teacher value is a
+    prediction, as it is between training frames at distillation time.
 
-    The held-out frames are the interior ones in 1-D (an end frame would be extrapolated) and
-    every frame in n-D; needs at least 3 training frames. With a frame held out only n - 1
-    remain, so n-D blends min(k_nearest, n - 1) of them (k_nearest = n_train stays usable).
-    Returns {"a": [...], "mse": [...], "held_out": n, "a_least_squares": the unconstrained
-    optimum}.
-    """
-    p = anchors.params01
+    1-D: every other interior frame in parameter order (positions 1, 3, 5, ...), so each held
+    frame sits between two kept ones, twice the training spacing apart (an end frame would be
+    extrapolated). n-D: a seeded random half, each held view interpolated from the kept ones
+    exactly as the anchors interpolate. Needs at least 3 training frames."""
+    p = np.asarray(params01, dtype=np.float64)
     n = len(p)
     if n < 3:
         raise ValueError(f"choosing the shrinkage a needs >= 3 training frames, got {n}")
     if p.shape[1] == 1:
-        order = np.argsort(p[:, 0])
-        held = [int(i) for i in order[1:-1]]
+        order = np.argsort(p[:, 0], kind="stable")
+        held = np.sort(order[1:-1:2])
     else:
-        held = list(range(n))
+        held = np.sort(np.random.default_rng(seed).permutation(n)[: n // 2])
+    kept = np.setdiff1d(np.arange(n), held)
+    return kept, held
+
+
+def shrinkage_curve(
+    anchors: Anchors, held: Sequence[int], grid: tuple[float, ...] = SHRINKAGE_GRID
+) -> dict:
+    """Mean squared error of the corrected target at each held frame, per a in `grid`.
+
+    `anchors.teacher` holds a teacher that never trained on the `held` frames (the validation
+    teacher) at every training frame. At a held frame k the target is built as distillation
+    builds it between training frames: L_GT and L_T interpolate the kept frames around k,
+    C_a = L_GT + a (T_k - L_T), scored against GT_k. Returns {"a", "mse", "scored" (training
+    frame indices), "a_least_squares"} (the unconstrained optimum, for the record)."""
+    p = anchors.params01
+    held = [int(k) for k in held]
+    kept = np.setdiff1d(np.arange(len(p)), held)
+    if not held or len(kept) == 0:
+        raise ValueError(f"shrinkage: {len(held)} held-out and {len(kept)} kept training frames")
     gt, te = anchors.ground_truth.double(), anchors.teacher.double()
+    idx, w = interpolation_weights(
+        p[kept],
+        p[held],
+        min(anchors.k_nearest, len(kept)),
+        power=anchors.power,
+        periodic=anchors.periodic,
+    )
     num = den = 0.0
     sums = np.zeros(len(grid))
-    for k in held:
-        rest = np.array([i for i in range(n) if i != k])
-        idx, w = interpolation_weights(
-            p[rest],
-            p[k : k + 1],
-            min(anchors.k_nearest, len(rest)),
-            power=anchors.power,
-            periodic=anchors.periodic,
-        )
-        w_t = torch.from_numpy(w[0]).double().reshape(-1, 1, 1)
-        lerp_gt = (w_t * gt[rest[idx[0]]]).sum(0)
-        lerp_te = (w_t * te[rest[idx[0]]]).sum(0)
-        d_gt, d_te = gt[k] - lerp_gt, te[k] - lerp_te  # truth and teacher off the straight line
+    for row, k in enumerate(held):
+        w_t = torch.from_numpy(w[row]).double().reshape(-1, 1, 1).to(gt.device)
+        near = torch.from_numpy(kept[idx[row]]).to(gt.device)
+        d_gt = gt[k] - (w_t * gt[near]).sum(0)  # truth off the interpolation of kept frames
+        d_te = te[k] - (w_t * te[near]).sum(0)  # the teacher's prediction of that departure
         num += float((d_gt * d_te).sum())
         den += float((d_te * d_te).sum())
         for g, a in enumerate(grid):
@@ -109,17 +131,22 @@ def leave_one_out_errors(anchors: Anchors, grid: tuple[float, ...] = SHRINKAGE_G
     return {
         "a": list(grid),
         "mse": (sums / len(held)).tolist(),
-        "held_out": len(held),
+        "scored": held,
         "a_least_squares": num / den if den > 0 else 0.0,
     }
 
 
-def choose_shrinkage(anchors: Anchors, grid: tuple[float, ...] = SHRINKAGE_GRID) -> dict:
-    """The a of the grid with the least leave-one-out error (ties: the smaller a), and the
-    whole curve, for info.json."""
-    loo = leave_one_out_errors(anchors, grid)
-    best = int(np.argmin(loo["mse"]))
-    return {**loo, "chosen": loo["a"][best], "rule": "leave-one-training-frame-out, least MSE"}
+SHRINKAGE_RULE = "validation teacher: least MSE on training frames it never trained on"
+
+
+def choose_shrinkage(
+    anchors: Anchors, held: Sequence[int], grid: tuple[float, ...] = SHRINKAGE_GRID
+) -> dict:
+    """The a of the grid with the least held-out error (ties: the smaller a), with the whole
+    curve and the rule's name, for info.json and the report."""
+    curve = shrinkage_curve(anchors, held, grid)
+    best = int(np.argmin(curve["mse"]))
+    return {**curve, "chosen": curve["a"][best], "rule": SHRINKAGE_RULE}
 
 
 def trilinear(volumes: torch.Tensor, dims: tuple[int, ...], k: torch.Tensor, x: torch.Tensor):

@@ -156,14 +156,34 @@ def _targets_line(info: dict[str, Any]) -> str:
         choice = info.get("shrinkage_choice")
         if isinstance(choice, dict):
             text += (
-                f", shrinkage a = {info.get('shrinkage'):g} chosen from the training frames "
-                f"({choice.get('rule')}, {choice.get('held_out')} frames held out)"
+                f", shrinkage a = {info.get('shrinkage'):g} chosen by the rule "
+                f'"{choice.get("rule")}": scored on frames {choice.get("scored")}, which the '
+                f"validation teacher (trained on frames {choice.get('validation_teacher_frames')})"
+                " never saw"
             )
         else:
             text += f", shrinkage a = {info.get('shrinkage'):g} (set in the config)"
     elif mode == "hybrid":
         text += f", ground-truth share of each batch {info.get('hybrid_fraction'):g}"
     return text
+
+
+def shrinkage_curve_rows(choice: dict[str, Any], every: float = 0.1) -> list[str]:
+    """The held-out MSE the shrinkage was chosen from, as a Markdown table (every `every` in a,
+    the chosen a always shown and in bold): the reader sees how flat or sharp the choice was."""
+    pairs = list(zip(choice["a"], choice["mse"]))
+    chosen = choice.get("chosen")
+    step = max(1, round(every / max(pairs[1][0] - pairs[0][0], 1e-12))) if len(pairs) > 1 else 1
+    shown = [(a, m) for i, (a, m) in enumerate(pairs) if i % step == 0 or a == chosen]
+
+    def mark(text: str, a: float) -> str:
+        return f"**{text}**" if a == chosen else text
+
+    return [
+        "| a | " + " | ".join(mark(f"{a:g}", a) for a, _ in shown) + " |",
+        "|---|" + "---:|" * len(shown),
+        "| held-out MSE | " + " | ".join(mark(f"{m:.3g}", a) for a, m in shown) + " |",
+    ]
 
 
 def _provenance_rows(stage_infos: Sequence[str | Path]) -> list[str]:
@@ -219,6 +239,8 @@ def _write_summary(
         info = json.loads(p.read_text()) if p.exists() else {}
         if info.get("stage") == "distill":
             lines.append(f"- HyperINR distillation targets: {_targets_line(info)}")
+            if isinstance(info.get("shrinkage_choice"), dict):
+                lines += ["", *shrinkage_curve_rows(info["shrinkage_choice"]), ""]
     lines += ["", "## Unseen frames (never shown to the teacher)", ""]
     if any(e["n"] for e in unseen.values()):
         lines += [*_means_table(unseen, store_walls), "", *_verdict(unseen, "unseen frames")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +45,15 @@ def distill_hyperinr(
     distill_set: Path | None,
     out_dir: Path,
     teacher: Path | None = None,
+    validation_teacher: Path | None = None,
 ) -> Path:
     """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`
     only when it was written for the same targets and settings (its provenance).
 
     Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
     streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`); with
-    targets_mode ground_truth from the training frames alone (neither is read).
+    targets_mode ground_truth from the training frames alone (neither is read). targets_mode
+    corrected with shrinkage null chooses a with `validation_teacher` (rule teacher_validation).
 
     Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
     hyperinr/train.py) with its own copy of the targets source and only rank 0 writes; the
@@ -70,9 +74,13 @@ def distill_hyperinr(
         targets, inputs = _targets(
             cfg, meta, store.content_hash, distill_set, teacher, device, batch
         )
-        targets, mode_facts = _apply_mode(cfg, meta, store, targets, teacher, device, batch)
+        targets, mode_facts = _apply_mode(
+            cfg, meta, store, targets, teacher, validation_teacher, device, batch
+        )
     if cfg.hyperinr.targets_mode not in ("teacher", GROUND_TRUTH):
         inputs["teacher"] = provenance.sha256_file(teacher)  # its training-frame outputs
+    if "shrinkage_choice" in mode_facts:
+        inputs["validation_teacher"] = provenance.sha256_file(validation_teacher)
     produced_by = provenance.record("distill", cfg, {"dataset": store.content_hash, **inputs})
     positions = encoder_positions_for(cfg, meta)
     model = HyperINR(
@@ -156,6 +164,7 @@ def _apply_mode(
     store: Any,
     source: Targets,
     teacher: Path | None,
+    validation_teacher: Path | None,
     device: torch.device,
     batch: int,
 ) -> tuple[Targets, dict[str, Any]]:
@@ -179,27 +188,72 @@ def _apply_mode(
     facts: dict[str, Any] = {}
     a = cfg.hyperinr.shrinkage
     if a is None:
-        choice = choose_shrinkage(anchors)
-        a = choice["chosen"]
-        facts["shrinkage_choice"] = choice
+        if validation_teacher is None:
+            source.close()
+            raise ValueError(
+                "hyperinr.shrinkage is null: distill needs --validation-teacher "
+                "(rule teacher_validation) to choose it"
+            )
+        try:
+            facts["shrinkage_choice"] = shrinkage_choice(
+                anchors, meta, store, Path(validation_teacher), device
+            )
+        except Exception:
+            source.close()  # its loader threads must not outlive the error
+            raise
+        a = facts["shrinkage_choice"]["chosen"]
     return CorrectedTargets(source, anchors, a), facts
+
+
+def shrinkage_choice(
+    anchors: Anchors,
+    meta: DatasetTensors,
+    store: Any,
+    validation_teacher: Path,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The shrinkage chosen on the training frames the validation teacher never trained on
+    (the frames its file names), with the curve, the scored dataset frames and its cost."""
+    t0 = time.perf_counter()
+    values, vstate = _teacher_at_training_frames(validation_teacher, meta, store, device)
+    held_frames = [int(i) for i in vstate.get("held_out_frames", [])]
+    position = {int(f): i for i, f in enumerate(meta.train_indices)}
+    if not held_frames or any(f not in position for f in held_frames):
+        raise ValueError(
+            f"{validation_teacher}: not a validation teacher of this dataset (held-out frames "
+            f"{held_frames} are not training frames {list(meta.train_indices)})"
+        )
+    validation = dataclasses.replace(anchors, teacher=values)
+    choice = choose_shrinkage(validation, [position[f] for f in held_frames])
+    choice["scored"] = held_frames  # dataset frame indices, as the validation teacher names them
+    choice["validation_teacher_frames"] = [int(i) for i in vstate.get("trained_frames", [])]
+    choice["seconds"] = round(time.perf_counter() - t0, 3)
+    return choice
+
+
+def _teacher_at_training_frames(
+    path: Path, meta: DatasetTensors, store: Any, device: torch.device
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """[n_train, V, C] outputs of the teacher file at the training parameters, and its state."""
+    model, tstate = load_teacher(path, device)
+    check_teacher(path, tstate, meta, store.content_hash)
+    outputs = [
+        torch.from_numpy(teacher_values(model, meta.params01[i], meta.dims, _TEACHER_BATCH, device))
+        for i in meta.train_indices
+    ]
+    return torch.stack(outputs).to(device), tstate
 
 
 def training_anchors(
     cfg: Config, meta: DatasetTensors, store: Any, teacher: Path, device: torch.device
 ) -> Anchors:
     """The training frames and the teacher's outputs at their parameters, on `device`."""
-    model, tstate = load_teacher(teacher, device)
-    check_teacher(teacher, tstate, meta, store.content_hash)
+    values, _ = _teacher_at_training_frames(teacher, meta, store, device)
     train = meta.train_indices
-    outputs = [
-        torch.from_numpy(teacher_values(model, meta.params01[i], meta.dims, _TEACHER_BATCH, device))
-        for i in train
-    ]
     return Anchors(
         params01=meta.params01[train].double().numpy(),
         ground_truth=read_frames(store, train).to(device),
-        teacher=torch.stack(outputs).to(device),
+        teacher=values,
         dims=meta.dims,
         k_nearest=cfg.hyperinr.k_nearest,
         power=cfg.hyperinr.idw_power,

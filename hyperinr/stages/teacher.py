@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hyperinr import distributed, provenance
 from hyperinr.config import Config
+from hyperinr.data.target_modes import validation_split
 from hyperinr.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
@@ -18,9 +21,14 @@ from hyperinr.train import rank_batch_size
 log = logging.getLogger(__name__)
 
 
-def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
+def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = False) -> Path:
     """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`
     only when it was written for the same dataset content and settings (its provenance).
+
+    `validation`: the validation teacher that chooses the correction's shrinkage: the same
+    network and schedule trained without the held-out training frames of
+    `target_modes.validation_split`, for hyperinr.shrinkage_validation.steps_fraction of the
+    steps; the file and info.json name the frames it trained on and the ones it never saw.
 
     Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
     hyperinr/train.py) and only rank 0 writes; the others wait for it, then return.
@@ -29,9 +37,22 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
     device = distributed.init(resolve_device(cfg.runtime.device))
     torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
-    produced_by = provenance.record("teacher", cfg, {"dataset": store.content_hash})
-    frames = read_frames(store, meta.train_indices).to(device)  # [T, V, C] in [0, 1]
-    theta = (meta.params01[meta.train_indices] * 2 - 1).to(device)  # [T, P] in [-1, 1]
+    stage = "teacher_validation" if validation else "teacher"
+    produced_by = provenance.record(stage, cfg, {"dataset": store.content_hash})
+    train_cfg, used, split = cfg.teacher.train, meta.train_indices, {}
+    if validation:
+        kept, held = validation_split(meta.params01[meta.train_indices].double().numpy(),
+                                      cfg.runtime.seed)  # fmt: skip
+        train = np.asarray(meta.train_indices)
+        used = [int(i) for i in train[kept]]
+        fraction = cfg.hyperinr.shrinkage_validation.steps_fraction
+        train_cfg = dataclasses.replace(train_cfg, steps=max(1, round(train_cfg.steps * fraction)))
+        split = {
+            "trained_frames": used,
+            "held_out_frames": [int(i) for i in train[held]],
+        }
+    frames = read_frames(store, used).to(device)  # [T, V, C] in [0, 1]
+    theta = (meta.params01[used] * 2 - 1).to(device)  # [T, P] in [-1, 1]
     n_vox = n_voxels(meta.dims)
     model = CoordNet(
         meta.n_params + meta.n_spatial,
@@ -39,20 +60,20 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path) -> Path:
         cfg.teacher.widths,
         cfg.teacher.hidden_blocks,
     )
-    batch = rank_batch_size(cfg.teacher.train.batch_size)  # this process's share
+    batch = rank_batch_size(train_cfg.batch_size)  # this process's share
 
     def batch_fn(step: int, gen: torch.Generator):
-        f = torch.randint(len(meta.train_indices), (batch,), generator=gen).to(device)
+        f = torch.randint(len(used), (batch,), generator=gen).to(device)
         v = torch.randint(n_vox, (batch,), generator=gen).to(device)
         x = flat_to_coords(v, meta.dims) * 2 - 1
         inputs = torch.cat([theta[f], x], dim=1)
         return (inputs,), to_teacher_range(frames[f, v])
 
     return train_and_publish(
-        model, batch_fn, cfg.teacher.train, device, out_dir, "teacher", produced_by,
+        model, batch_fn, train_cfg, device, out_dir, stage, produced_by,
         lambda path: save_teacher(path, model, {
             "produced_by": produced_by, "dataset_hash": store.content_hash,
-            "dims": list(meta.dims),
+            "dims": list(meta.dims), **split,
         }),
-        seed=cfg.runtime.seed, desc="teacher",
+        seed=cfg.runtime.seed, desc=stage.replace("_", " "), info=lambda: split,
     )  # fmt: skip

@@ -46,3 +46,15 @@ def test_target_modes_match_cpu(cuda):
     for name, (cpu, gpu) in out.items():
         for a, b in zip(cpu, gpu):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=name)
+
+
+def test_shrinkage_curve_matches_cpu(cuda):
+    """The validation teacher's curve (the default shrinkage rule) from anchors on the GPU."""
+    from hyperinr.data.target_modes import shrinkage_curve, validation_split
+
+    curves = []
+    for device in (torch.device("cpu"), cuda):
+        _, anchors = _case(device)
+        _, held = validation_split(anchors.params01)
+        curves.append(shrinkage_curve(anchors, held))
+    np.testing.assert_allclose(curves[0]["mse"], curves[1]["mse"], rtol=1e-9)
