@@ -17,3 +17,15 @@ def _restore_environ():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def sandbox_home(tmp_path, monkeypatch):
+    """A fresh HOME and no fluidsim/fluiddyn/transonic paths: a simulation in a test writes
+    nothing under the developer's home (fluidsim's defaults are ~/Sim_data and friends)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for key in ("FLUIDSIM_PATH", "FLUIDDYN_PATH_SCRATCH", "TRANSONIC_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    return home

@@ -50,16 +50,6 @@ needs_fluidsim = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def sandbox_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for key in ("FLUIDSIM_PATH", "FLUIDDYN_PATH_SCRATCH", "TRANSONIC_DIR"):
-        monkeypatch.delenv(key, raising=False)
-    return home
-
-
 @needs_fluidsim
 def test_simulate_is_deterministic_and_ingestible(tmp_path, sandbox_home, monkeypatch):
     from hyperinr.data.simulate import simulate_tgv

@@ -20,6 +20,7 @@ needs_fluidsim = pytest.mark.skipif(
     importlib.util.find_spec("fluidsim") is None, reason="fluidsim (extra 'sim') not installed"
 )
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("sandbox_home")
 
 # 16^3, frames 0.1 apart as in config/forced32_vorticity.yaml; ~3 s
 FORCED16 = SimulateConfig(
@@ -45,15 +46,6 @@ def _lag_correlation(frames: np.ndarray, lag: int) -> float:
         da, db = a - a.mean(), b - b.mean()
         out.append(float(np.sum(da * db) / np.sqrt(np.sum(da * da) * np.sum(db * db))))
     return float(np.mean(out))
-
-
-@pytest.fixture(autouse=True)
-def _sandbox_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for key in ("FLUIDSIM_PATH", "FLUIDDYN_PATH_SCRATCH", "TRANSONIC_DIR"):
-        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture(scope="module")
