@@ -429,6 +429,7 @@ def test_tiny_workflow_fills_nodes_through_polaris_profile(
         if shape == "one_gpu_per_job":
             (work / "one_gpu.yaml").write_text(
                 "resources:\n  teacher: {runtime: 30, gpu: 1}\n  distill: {runtime: 30, gpu: 1}\n"
+                "  teacher_validation: {runtime: 30, gpu: 1}\n"
             )
             configs.append("one_gpu.yaml")
         args = ["--profile", str(POLARIS), "--configfile", *configs, *FAST, *extra]
@@ -638,7 +639,7 @@ def test_tiny_workflow_inside_a_2_node_allocation(
     hosts = {m["host"] for m in launches}
     assert hosts <= {"localhost", "127.0.0.1"}
     teacher = [m for m in launches if len(m["gpus"]) == 4]
-    assert len(teacher) == 2  # teacher and distill: a whole node each
+    assert len(teacher) == 3  # teacher, teacher_validation and distill: a whole node each
     shard_logs = shard_claims(work)
     assert len(shard_logs) == 4
     print(f"allocation tiny workflow: {len(launches)} launches on {sorted(hosts)}", end="")
