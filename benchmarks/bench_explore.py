@@ -33,7 +33,7 @@ from pathlib import Path
 import hyperinr
 import torch
 
-from hyperinr.device import configure_threads
+from hyperinr.infra.device import configure_threads
 from hyperinr.explore import open_explorer
 from hyperinr.explore.frames import PRESETS, Explorer, FrameRequest, build_occupancy
 from hyperinr.explore.server import Quality

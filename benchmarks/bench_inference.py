@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from hyperinr.config import HyperINRConfig
-from hyperinr.device import resolve_device
+from hyperinr.infra.device import resolve_device
 from hyperinr.models.coordnet import CoordNet
 from hyperinr.models.hyperinr import HyperINR
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 
 # the paper's TSR encoder and MLP are the package defaults (Sec. 5)
 PAPER = HyperINRConfig()

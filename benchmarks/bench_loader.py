@@ -26,14 +26,14 @@ import torch
 import yaml
 
 from hyperinr.config import Config, TrainConfig
-from hyperinr.data.loader import DistillSet, InMemoryTargets, StreamingTargets
+from hyperinr.training.loader import DistillSet, InMemoryTargets, StreamingTargets
 from hyperinr.data.store import write_dataset
-from hyperinr.device import configure_threads
+from hyperinr.infra.device import configure_threads
 from hyperinr.models.coordnet import CoordNet
 from hyperinr.models.hyperinr import HyperINR
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 from hyperinr.stages.distill_set import build_distill_set
-from hyperinr.train import train
+from hyperinr.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hyperinr.config import Config, merge_dicts, read_config_file
-from hyperinr.device import resolve_device
+from hyperinr.infra.device import resolve_device
 from hyperinr.models.hyperinr import HyperINR
 from hyperinr.render import (
     Camera,
@@ -40,7 +40,7 @@ from hyperinr.render import (
     shadow_volume,
     volume_field,
 )
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 
 
 def _volume(n: int) -> torch.Tensor:

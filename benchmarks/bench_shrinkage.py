@@ -33,11 +33,11 @@ import torch
 
 from hyperinr import api
 from hyperinr.config import Config, merge_dicts, read_config_file
-from hyperinr.data.target_modes import SHRINKAGE_GRID
+from hyperinr.training.targets import SHRINKAGE_GRID
 from hyperinr.evaluate.metrics import frame_metrics, read_metrics
 from hyperinr.data.store import open_dataset
 from hyperinr.models.coordnet import load_teacher, teacher_values
-from hyperinr.provenance import stage_slice
+from hyperinr.infra.provenance import stage_slice
 from hyperinr.stages.common import load_dataset_meta, read_frames
 from hyperinr.stages.distill import training_anchors
 

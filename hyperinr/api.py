@@ -31,7 +31,7 @@ import torch
 
 from hyperinr.data.store import DatasetStore, open_dataset
 from hyperinr.grid import grid_coords, n_voxels, normalise_params
-from hyperinr.models.interpolation import interpolation_weights
+from hyperinr.param_space.weights import interpolation_weights
 from hyperinr.models.model_file import model_kind
 from hyperinr.render import (
     DEFAULT_TRANSFER_FUNCTION,

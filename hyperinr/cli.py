@@ -24,7 +24,7 @@ log = logging.getLogger("hyperinr")
 
 def build_config(files: list[str], json_text: str | None, threads: int | None = None) -> Config:
     """Config files merged in order, then inline JSON (what Snakemake rules pass: the slice the
-    stage reads, hyperinr.provenance.STAGE_READS) on top, then --threads."""
+    stage reads, hyperinr.infra.provenance.STAGE_READS) on top, then --threads."""
     data: dict[str, Any] = {}
     for name in files:
         data = merge_dicts(data, read_config_file(name))
@@ -48,7 +48,7 @@ def _cmd_simulate(cfg: Config, args: argparse.Namespace) -> None:
 
 def _cmd_scene(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.data.scene import write_scene
-    from hyperinr.device import configure_threads, resolve_device
+    from hyperinr.infra.device import configure_threads, resolve_device
 
     configure_threads(cfg.runtime.threads)
     scene = cfg.scene if not args.out_dir else replace(cfg.scene, output_dir=args.out_dir)
@@ -107,7 +107,7 @@ def _cmd_distill(cfg: Config, args: argparse.Namespace) -> None:
 
 def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
     if args.method == "lerp":
-        from hyperinr.evaluate.lerp import lerp_predict
+        from hyperinr.models.lerp import lerp_predict
 
         out = Path(args.out)
         lerp_predict(
@@ -210,7 +210,8 @@ def _cmd_renders(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_ablation_table(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.ablation import MODEL_SWEEPS, summarise, summarise_models
+    from hyperinr.evaluate.ablation import summarise, summarise_models
+    from hyperinr.sweeps import MODEL_SWEEPS
 
     names = [p.split("=", 1)[0] for p in args.pred] or [Path(p).parent.name for p in args.info]
     (summarise_models if args.sweep in MODEL_SWEEPS else summarise)(
@@ -266,7 +267,7 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.device import configure_threads
+    from hyperinr.infra.device import configure_threads
     from hyperinr.explore import open_explorer, parse_camera, parse_params, snapshot
     from hyperinr.explore.server import Quality, initial_request, serve
 
@@ -293,7 +294,7 @@ def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_explore_snapshots(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.device import configure_threads
+    from hyperinr.infra.device import configure_threads
     from hyperinr.explore import open_explorer
     from hyperinr.explore.strip import snapshot_strip
 
@@ -318,7 +319,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_install_profiles(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.profiles import install_profiles
+    from hyperinr.cluster.profiles import install_profiles
 
     install_profiles(Path(args.dest) if args.dest else None, force=args.force)  # reports itself
 
@@ -363,7 +364,7 @@ def _parser() -> argparse.ArgumentParser:
         "ablation-train", _cmd_ablation_train,
         "train one model of ablation_architectures / ablation_shared_mlp on the training frames",
     )  # fmt: skip
-    p.add_argument("--model", required=True, help="a model of hyperinr.ablation.MODEL_SWEEPS")
+    p.add_argument("--model", required=True, help="a model of hyperinr.sweeps.MODEL_SWEEPS")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
     p = verb("distill-set-shard", _cmd_distill_set_shard, "compute one distillation-set shard")

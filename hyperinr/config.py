@@ -182,7 +182,7 @@ class DistillSetConfig:
 
 @dataclass(frozen=True)
 class ShrinkageValidationConfig:
-    """The validation teacher that chooses the shrinkage a (hyperinr/data/target_modes.py): the
+    """The validation teacher that chooses the shrinkage a (hyperinr/training/targets.py): the
     teacher's architecture and schedule, trained without every other interior training frame,
     for `steps_fraction` of the teacher's steps. Scoring the main teacher at frames it trained
     on measures nothing (its error there is ~0, so the curve always ends at a = 1)."""
@@ -219,7 +219,7 @@ class HyperINRConfig:
     encoder_gaussian: GaussianConfig = field(default_factory=GaussianConfig)
     positions: tuple[tuple[float, ...], ...] | None = None  # normalised [N, P]; wins if given
     targets: str = "precomputed"  # precomputed (the distillation set) | on_demand (the teacher)
-    targets_mode: str = "teacher"  # teacher | corrected | hybrid (hyperinr/data/target_modes.py)
+    targets_mode: str = "teacher"  # teacher | corrected | hybrid (hyperinr/training/targets.py)
     shrinkage: float | None = None  # a of targets_mode corrected; None: the validation teacher's
     shrinkage_validation: ShrinkageValidationConfig = field(
         default_factory=ShrinkageValidationConfig
@@ -293,7 +293,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class AblationConfig:
-    """The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk, hyperinr.ablation).
+    """The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk, hyperinr.sweeps).
 
     The encoder and hash sweeps reuse the pipeline's teacher and distillation set and change
     one HyperINR key of the configured model; the architecture and shared-MLP sweeps train

@@ -1,4 +1,4 @@
-# The paper's Sec. 6 sweeps (hyperinr/ablation.py): `snakemake ablation_encoders`,
+# The paper's Sec. 6 sweeps (hyperinr/sweeps.py): `snakemake ablation_encoders`,
 # `snakemake ablation_hash` (every variant distils from the pipeline's teacher and set),
 # `snakemake ablation_architectures`, `snakemake ablation_shared_mlp` (models trained on the
 # training frames alone, hyperinr/stages/ablation_models.py).

@@ -8,9 +8,9 @@ from hyperinr.cluster.gpus import training_launcher, workflow_training_gpus
 from hyperinr.cluster.polaris import preflight_or_exit
 from hyperinr.config import Config
 from hyperinr.data.simulate import simulation_file
-from hyperinr.data.target_modes import MODES as TARGET_MODES
-from hyperinr.provenance import stage_slice
-from hyperinr.ablation import MODEL_SWEEPS, PREDICT_KIND, variant_config, variants
+from hyperinr.training.targets import MODES as TARGET_MODES
+from hyperinr.infra.provenance import stage_slice
+from hyperinr.sweeps import MODEL_SWEEPS, PREDICT_KIND, variant_config, variants
 from hyperinr.tasks import check_config, scene_files
 
 
@@ -84,7 +84,7 @@ preflight_or_exit(config, DEFAULT_RESOURCES, workflow.resource_settings.overwrit
 
 
 def stage_config(stage):
-    """The config keys `stage` reads (hyperinr.provenance.STAGE_READS), as JSON: a rule's params
+    """The config keys `stage` reads (hyperinr.infra.provenance.STAGE_READS), as JSON: a rule's params
     hold exactly these, so changing any other key reruns nothing, and the stage records the
     same slice in its provenance. Threads go by --threads {threads} (they change no result)."""
     return json.dumps(stage_slice(config, stage), sort_keys=True)
@@ -277,7 +277,7 @@ def parent_of(name):
 
 
 def ablation_variants(sweep):
-    """Variant names of an ablation sweep (hyperinr.ablation): `<key>-<value>`."""
+    """Variant names of an ablation sweep (hyperinr.sweeps): `<key>-<value>`."""
     return [v.name for v in variants(CFG.ablation, sweep)]
 
 
@@ -297,7 +297,7 @@ def ablation_predictions(sweep):
 
 
 def model_sweep_predictions(sweep):
-    """The models of a model sweep (hyperinr.ablation.MODEL_SWEEPS) and their predictions."""
+    """The models of a model sweep (hyperinr.sweeps.MODEL_SWEEPS) and their predictions."""
     return {m: f"{RESULTS}/ablation/predictions/{m}.zarr" for m in MODEL_SWEEPS[sweep]}
 
 

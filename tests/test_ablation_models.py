@@ -12,9 +12,10 @@ import pytest
 import torch
 from _synthetic import smooth_field, write_dataset
 
-from hyperinr.ablation import MODEL_SWEEPS, summarise_models
+from hyperinr.evaluate.ablation import summarise_models
+from hyperinr.sweeps import MODEL_SWEEPS
 from hyperinr.config import Config
-from hyperinr.data.target_modes import GroundTruthTargets
+from hyperinr.training.targets import GroundTruthTargets
 from hyperinr.grid import flat_to_coords, grid_coords
 from hyperinr.models.baselines import parameter_count
 from hyperinr.models.hyperinr import HyperINR, load_hyperinr

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hyperinr import atomic
-from hyperinr.atomic import atomic_path, clean_stale_temporaries
+from hyperinr.infra import atomic
+from hyperinr.infra.atomic import atomic_path, clean_stale_temporaries
 
 
 def _exchange_works(directory: Path) -> bool:

@@ -1,4 +1,4 @@
-"""Data-parallel training (hyperinr.distributed + hyperinr/train.py) on 2 or 4 CPU processes (gloo).
+"""Data-parallel training (hyperinr.training.distributed + hyperinr/training/loop.py) on 2 or 4 CPU processes (gloo).
 
 The DDP tests start this very file under torchrun (`python -m torch.distributed.run
 --standalone --nproc_per_node N tests/test_ddp.py MODE OUT`, 1 thread per process, bounded by a
@@ -33,9 +33,9 @@ import numpy as np
 import pytest
 import torch
 
-from hyperinr import distributed
+from hyperinr.training import distributed
 from hyperinr.config import TrainConfig
-from hyperinr.train import rank_batch_size, train
+from hyperinr.training.loop import rank_batch_size, train
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL = 64  # global batch: 2 ranks x 32 or 1 process x 64
@@ -102,7 +102,7 @@ def _record_writes(out: Path, rank: int) -> None:
     """Record every checkpoint/model/info write with the rank that made it."""
     import hyperinr.stages.common as common_mod
     import hyperinr.stages.teacher as teacher_mod
-    import hyperinr.train as train_mod
+    import hyperinr.training.loop as train_mod
 
     def log(what: str) -> None:
         with open(out / f"writes-rank{rank}.txt", "a") as f:

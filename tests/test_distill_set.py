@@ -21,10 +21,10 @@ import pytest
 import torch
 import zarr
 
-from hyperinr import provenance
+from hyperinr.infra import provenance
 from hyperinr.cli import main
 from hyperinr.config import Config
-from hyperinr.data.loader import DistillSet
+from hyperinr.training.loader import DistillSet
 from hyperinr.data.store import open_dataset, write_dataset
 from hyperinr.models.coordnet import CoordNet, save_teacher, teacher_values
 from hyperinr.stages import distill_set as ds_mod

@@ -6,7 +6,7 @@ import torch
 
 from hyperinr.models.hyperinr import HyperINR, load_hyperinr, save_hyperinr
 from hyperinr.models.inr import INR
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 
 ENC = {
     "otype": "HashGrid",

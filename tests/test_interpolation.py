@@ -3,7 +3,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hyperinr.models.interpolation import (
+from hyperinr.param_space.weights import (
     check_distinct,
     interpolation_weights,
     validate_positions,
@@ -236,10 +236,10 @@ def test_validate_positions():
 
 def test_anchors_use_the_same_lookup_with_power_and_periodic():
     """The ground-truth anchors of the distillation targets weight training frames exactly as
-    HyperINR weights encoders (hyperinr/data/target_modes.py)."""
+    HyperINR weights encoders (hyperinr/training/targets.py)."""
     import torch
 
-    from hyperinr.data.target_modes import Anchors, shrinkage_curve
+    from hyperinr.training.targets import Anchors, shrinkage_curve
 
     rng = np.random.default_rng(8)
     train = rng.random((5, 2))

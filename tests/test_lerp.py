@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyperinr.data.store import write_dataset as write_store
-from hyperinr.evaluate.lerp import interpolation_weights, lerp_predict, lerp_weights
+from hyperinr.models.lerp import interpolation_weights, lerp_predict, lerp_weights
 
 
 def _blend(values, idx, w):

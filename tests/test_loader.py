@@ -12,7 +12,7 @@ import torch
 from scipy.stats import chisquare
 
 from hyperinr.config import Config
-from hyperinr.data.loader import (
+from hyperinr.training.loader import (
     DistillSet,
     InMemoryTargets,
     StreamingTargets,

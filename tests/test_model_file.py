@@ -12,7 +12,7 @@ import pytest
 import torch
 from _synthetic import smooth_field, write_dataset
 
-from hyperinr import provenance
+from hyperinr.infra import provenance
 from hyperinr.cli import main
 from hyperinr.config import Config, TrainConfig
 from hyperinr.models.baselines import evaluate_baseline, load_baseline, save_baseline
@@ -22,7 +22,7 @@ from hyperinr.models.independent import IndependentINRs, load_independent, save_
 from hyperinr.models.model_file import read_model_file
 from hyperinr.stages.baseline import build_baseline
 from hyperinr.stages.common import load_dataset_meta, meta_dict
-from hyperinr.train import train
+from hyperinr.training.loop import train
 
 ENC = {
     "otype": "HashGrid",

@@ -13,7 +13,7 @@ from hyperinr.data.store import open_dataset
 from hyperinr.evaluate.renders import interval_midpoints, render_methods
 from hyperinr.models.coordnet import CoordNet, save_teacher
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 from tests._synthetic import smooth_field, write_dataset, write_prediction
 
 ENCODING = {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 2,

@@ -1,4 +1,4 @@
-"""Encoder positions and distillation parameters (hyperinr/sampling.py)."""
+"""Encoder positions and distillation parameters (hyperinr/param_space/positions.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
-from hyperinr.sampling import (
+from hyperinr.param_space.positions import (
     GaussianSpec,
     distill_params,
     encoder_positions,

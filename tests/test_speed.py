@@ -12,7 +12,7 @@ import pytest
 from hyperinr.evaluate.speed import measure_speed, side_by_side, write_speed
 from hyperinr.models.coordnet import CoordNet, save_teacher
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
-from hyperinr.sampling import encoder_positions
+from hyperinr.param_space.positions import encoder_positions
 
 ENCODING = {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 2,
             "log2_hashmap_size": 12, "base_resolution": 4, "per_level_scale": 2.0}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Ground-truth-corrected and hybrid distillation targets (hyperinr/data/target_modes.py)."""
+"""Ground-truth-corrected and hybrid distillation targets (hyperinr/training/targets.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from hyperinr.config import Config
 from hyperinr.data.store import write_dataset
-from hyperinr.data.target_modes import (
+from hyperinr.training.targets import (
     Anchors,
     CorrectedTargets,
     HybridTargets,
@@ -312,7 +312,7 @@ class Killed(Exception):
 
 @pytest.mark.parametrize("mode", ["teacher", "corrected", "hybrid"])
 def test_resume_is_exact_in_every_mode(tmp_path, monkeypatch, mode):
-    from hyperinr.data import loader
+    from hyperinr.training import loader
     from hyperinr.stages.distill import distill_hyperinr
 
     dataset, teacher = _stage_case(tmp_path, poison=False)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hyperinr.config import TrainConfig
-from hyperinr.train import train
+from hyperinr.training.loop import train
 
 
 class Killed(Exception):

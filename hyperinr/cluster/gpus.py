@@ -156,7 +156,7 @@ def workflow_training_gpus(
     """`training_gpus` of training rule `rule` (teacher, distill, baseline) from the plain
     workflow config: what trainer() in rules/common.smk requests and launches, and the process
     count (at least 1) the stage's config slice records as runtime.gpus_per_job
-    (hyperinr.provenance.stage_slice), so a change of it reruns the training and is recorded."""
+    (hyperinr.infra.provenance.stage_slice), so a change of it reruns the training and is recorded."""
     runtime = config.get("runtime") or {}
     configured = ((config.get("resources") or {}).get(rule) or {}).get("gpu")
     return training_gpus(int(runtime.get("gpus_per_job", 1)), configured, env)

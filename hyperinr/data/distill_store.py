@@ -11,7 +11,7 @@ attrs: identity (kind, layout version, mode, dtype, dims, provenance), per-param
 (`checksums`) and, on the published set, `content_sha256` (`set_content_hash`).
 
 The writer is `hyperinr.stages.distill_set`; the readers are `DistillSet` here and the training
-loaders (`hyperinr.data.loader`).
+loaders (`hyperinr.training.loader`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 
 from hyperinr.grid import n_voxels
-from hyperinr.provenance import require, sha256_json
+from hyperinr.infra.provenance import require, sha256_json
 
 SET_KIND = "distill_set"
 DISTILL_SET_LAYOUT_VERSION = 3  # 3: provenance + content_sha256
@@ -72,7 +72,7 @@ class DistillSet:
 
     @property
     def content_hash(self) -> str:
-        """What HyperINR records as this set's identity (see hyperinr.provenance)."""
+        """What HyperINR records as this set's identity (see hyperinr.infra.provenance)."""
         return require(self.attrs.get("content_sha256"), str(self.path))
 
     @property

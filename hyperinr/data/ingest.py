@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperinr import provenance
-from hyperinr.atomic import clean_stale_temporaries
+from hyperinr.infra import provenance
+from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.config import Config, DatasetConfig, ParamsConfig, SplitConfig
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import FrameSource, open_source, sidecar_space

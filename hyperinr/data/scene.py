@@ -35,7 +35,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import SceneConfig
 from hyperinr.data.errors import DataError
 from hyperinr.render import (

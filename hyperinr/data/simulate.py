@@ -61,7 +61,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import SimulateConfig
 from hyperinr.data.errors import DataError
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from hyperinr.config import DatasetConfig, ParamsConfig, RawFormat
 from hyperinr.data.errors import DataError
-from hyperinr.provenance import sha256_file
+from hyperinr.infra.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 

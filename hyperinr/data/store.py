@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import zarr
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.data.errors import DataError
 from hyperinr.grid import normalise_params
-from hyperinr.provenance import sha256_json
+from hyperinr.infra.provenance import sha256_json
 
 DATASET_LAYOUT_VERSION = 2  # 2: content_sha256 recorded (provenance)
 _CONTENT_ATTRS = (
@@ -324,7 +324,7 @@ class DatasetStore:
 
     @property
     def content_hash(self) -> str:
-        """What later stages record as this dataset's identity (see hyperinr.provenance)."""
+        """What later stages record as this dataset's identity (see hyperinr.infra.provenance)."""
         return self.attrs.content_sha256
 
     def read_frame(self, i: int) -> np.ndarray:

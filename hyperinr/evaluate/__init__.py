@@ -1,4 +1,5 @@
-"""Evaluation: per-frame metrics, the LERP baseline and the report.
+"""Evaluation: per-frame metrics, the report and its figures (LERP, a predictor, is
+hyperinr.models.lerp).
 
 Submodules are imported on first use so that `import hyperinr.evaluate` stays cheap (the
 report pulls in matplotlib, the metrics scikit-image).
@@ -13,9 +14,6 @@ _EXPORTS = {
     "evaluate": "metrics",
     "frame_metrics": "metrics",
     "read_metrics": "metrics",
-    "interpolation_weights": "lerp",
-    "lerp_predict": "lerp",
-    "lerp_weights": "lerp",
     "write_report": "report",
 }
 

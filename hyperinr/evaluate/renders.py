@@ -26,10 +26,10 @@ import torch
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.evaluate.figures import save_png, timed, write_rows
 from hyperinr.evaluate.metrics import order_methods
 from hyperinr.models.coordnet import evaluate_teacher, load_teacher

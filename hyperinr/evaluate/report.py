@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.data.store import DatasetStore, open_dataset, open_frames_store, open_prediction
 from hyperinr.evaluate.metrics import order_methods, read_metrics
 

@@ -26,11 +26,11 @@ import torch
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
 from hyperinr.data.scene import read_scene
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.evaluate.figures import save_png, timed, write_rows
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.render import Camera, direction, inr_field, render, volume_field

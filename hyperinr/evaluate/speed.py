@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.atomic import atomic_path
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.atomic import atomic_path
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.evaluate.figures import write_rows
 from hyperinr.models.coordnet import load_teacher, to_teacher_range
 from hyperinr.models.hyperinr import load_hyperinr

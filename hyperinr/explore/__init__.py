@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperinr import api
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.explore.frames import Explorer, FrameRequest, FrameResult, parse_camera
 
 # results/<ds>/<dir>/model.pt -> the method name the explorer lists it under

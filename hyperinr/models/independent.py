@@ -21,7 +21,7 @@ from torch import nn
 
 from hyperinr.encoding import HashGrid, blend_tables
 from hyperinr.models.inr import INR
-from hyperinr.models.interpolation import interpolation_weights, validate_positions
+from hyperinr.param_space.weights import interpolation_weights, validate_positions
 from hyperinr.models.mlp import MLP
 from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
 

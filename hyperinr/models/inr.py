@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.encoding import HashGrid
 from hyperinr.models.mlp import MLP
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 
 
 def save_model_file(path: str | Path, kind: str, model: nn.Module, fields: dict[str, Any]) -> None:

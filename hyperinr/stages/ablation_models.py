@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr import distributed, provenance
-from hyperinr.ablation import MODEL_SWEEPS
-from hyperinr.atomic import atomic_path
+from hyperinr.infra import provenance
+
+from hyperinr.training import distributed
+from hyperinr.sweeps import MODEL_SWEEPS
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
-from hyperinr.data.target_modes import GROUND_TRUTH, GroundTruthTargets
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.training.targets import GROUND_TRUTH, GroundTruthTargets
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.encoding import HashGrid
 from hyperinr.models.baselines import parameter_count
 from hyperinr.models.independent import IndependentINRs, save_independent
@@ -42,7 +44,7 @@ from hyperinr.stages.common import (
 )
 from hyperinr.stages.distill import distill_hyperinr
 from hyperinr.stages.teacher import train_teacher
-from hyperinr.train import rank_batch_size
+from hyperinr.training.loop import rank_batch_size
 
 MODELS = tuple(m for sweep in MODEL_SWEEPS.values() for m in sweep)
 LOG2_T_RANGE = range(4, 25)  # tcnn's table sizes the budget search may pick from

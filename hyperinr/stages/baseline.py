@@ -2,7 +2,7 @@
 
 Sec. 6.3 trains every architecture directly on the ground truth, so a baseline sees exactly
 what the teacher sees (the sparse training frames, L1 loss by default) and nothing distilled.
-Training goes through the one loop (hyperinr/train.py): checkpoints resume only for the same
+Training goes through the one loop (hyperinr/training/loop.py): checkpoints resume only for the same
 provenance, and the last one is discarded once model.pt is published.
 """
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from hyperinr import distributed, provenance
+from hyperinr.infra import provenance
+
+from hyperinr.training import distributed
 from hyperinr.config import Config
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.baselines import (
     BASELINES,
@@ -32,7 +34,7 @@ from hyperinr.stages.common import (
     teacher_parameter_count,
     train_and_publish,
 )
-from hyperinr.train import rank_batch_size
+from hyperinr.training.loop import rank_batch_size
 
 log = logging.getLogger(__name__)
 

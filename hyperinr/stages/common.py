@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr import distributed
-from hyperinr.atomic import clean_stale_temporaries
+from hyperinr.training import distributed
+from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.config import Config, TrainConfig
 from hyperinr.data.store import open_dataset
 from hyperinr.models.baselines import parameter_count
 from hyperinr.models.coordnet import CoordNet
-from hyperinr.sampling import GaussianSpec, distill_params, encoder_positions
-from hyperinr.stage_info import write_info
-from hyperinr.train import discard_checkpoint, train
+from hyperinr.param_space.positions import GaussianSpec, distill_params, encoder_positions
+from hyperinr.infra.stage_info import write_info
+from hyperinr.training.loop import discard_checkpoint, train
 
 
 @dataclass

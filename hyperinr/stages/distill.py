@@ -9,10 +9,12 @@ from typing import Any
 
 import torch
 
-from hyperinr import distributed, provenance
+from hyperinr.infra import provenance
+
+from hyperinr.training import distributed
 from hyperinr.config import Config
-from hyperinr.data.loader import Targets, TeacherTargets, open_targets
-from hyperinr.data.target_modes import (
+from hyperinr.training.loader import Targets, TeacherTargets, open_targets
+from hyperinr.training.targets import (
     GROUND_TRUTH,
     TRAINING_MODES,
     Anchors,
@@ -21,7 +23,7 @@ from hyperinr.data.target_modes import (
     HybridTargets,
     choose_shrinkage,
 )
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
 from hyperinr.stages.common import (
@@ -34,7 +36,7 @@ from hyperinr.stages.common import (
     read_frames,
     train_and_publish,
 )
-from hyperinr.train import rank_batch_size
+from hyperinr.training.loop import rank_batch_size
 
 _TEACHER_BATCH = 65536  # points per teacher call for the anchors (changes no value)
 
@@ -51,12 +53,12 @@ def distill_hyperinr(
     only when it was written for the same targets and settings (its provenance).
 
     Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
-    streamed, see hyperinr/data/loader.py) or from the teacher itself (`on_demand`); with
+    streamed, see hyperinr/training/loader.py) or from the teacher itself (`on_demand`); with
     targets_mode ground_truth from the training frames alone (neither is read). targets_mode
     corrected with shrinkage null chooses a with `validation_teacher` (rule teacher_validation).
 
     Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
-    hyperinr/train.py) with its own copy of the targets source and only rank 0 writes; the
+    hyperinr/training/loop.py) with its own copy of the targets source and only rank 0 writes; the
     others wait for it, then return.
     """
     configure_threads(cfg.runtime.threads)
@@ -168,7 +170,7 @@ def _apply_mode(
     device: torch.device,
     batch: int,
 ) -> tuple[Targets, dict[str, Any]]:
-    """Wrap the batch source for targets_mode corrected/hybrid (hyperinr/data/target_modes.py);
+    """Wrap the batch source for targets_mode corrected/hybrid (hyperinr/training/targets.py);
     the anchors read the training frames only, never an unseen one."""
     mode = cfg.hyperinr.targets_mode
     if mode == "teacher":

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import zarr
 
-from hyperinr import provenance
-from hyperinr.atomic import atomic_path, clean_stale_temporaries
+from hyperinr.infra import provenance
+from hyperinr.infra.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.distill_store import (
     DISTILL_SET_LAYOUT_VERSION,
@@ -47,10 +47,10 @@ from hyperinr.data.distill_store import (
     set_content_hash,
 )
 from hyperinr.data.store import consolidate
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
 from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
-from hyperinr.stage_info import write_info
+from hyperinr.infra.stage_info import write_info
 from hyperinr.stages.common import (
     DatasetTensors,
     check_teacher,
@@ -128,7 +128,7 @@ class SetContext:
     teacher_sha256: str
     device: torch.device
     params01: np.ndarray  # [N_D, P]
-    produced_by: dict[str, Any]  # hyperinr.provenance.record of this set
+    produced_by: dict[str, Any]  # hyperinr.infra.provenance.record of this set
 
     @property
     def mode(self) -> str:

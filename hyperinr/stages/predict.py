@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hyperinr import provenance
+from hyperinr.infra import provenance
 from hyperinr.config import Config
 from hyperinr.data.store import write_frames_store
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import grid_coords, n_voxels
 from hyperinr.models.baselines import BASELINES, baseline_volume, load_baseline
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.models.independent import load_independent
 from hyperinr.models.inr import INR
-from hyperinr.stage_info import write_info
+from hyperinr.infra.stage_info import write_info
 from hyperinr.stages.common import DatasetTensors, load_dataset_meta
 
 METHODS = ("teacher", "hyperinr", *BASELINES, "independent")

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyperinr import distributed, provenance
+from hyperinr.infra import provenance
+
+from hyperinr.training import distributed
 from hyperinr.config import Config
-from hyperinr.data.target_modes import validation_split
-from hyperinr.device import configure_threads, resolve_device
+from hyperinr.training.targets import validation_split
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
 from hyperinr.stages.common import load_dataset_meta, read_frames, train_and_publish
-from hyperinr.train import rank_batch_size
+from hyperinr.training.loop import rank_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = 
     steps; the file and info.json name the frames it trained on and the ones it never saw.
 
     Under torchrun (runtime.gpus_per_job > 1) every process trains data-parallel (one GPU each,
-    hyperinr/train.py) and only rank 0 writes; the others wait for it, then return.
+    hyperinr/training/loop.py) and only rank 0 writes; the others wait for it, then return.
     """
     configure_threads(cfg.runtime.threads)
     device = distributed.init(resolve_device(cfg.runtime.device))

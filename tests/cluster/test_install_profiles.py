@@ -1,4 +1,4 @@
-"""hyperinr.profiles.install_profiles, and `snakemake --profile polaris` by name."""
+"""hyperinr.cluster.profiles.install_profiles, and `snakemake --profile polaris` by name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 from clusterlib import PROFILES, TOY_SNAKEFILE
 
-from hyperinr.profiles import install_profiles, user_profile_dir
+from hyperinr.cluster.profiles import install_profiles, user_profile_dir
 
 NAMES = {"polaris", "polaris-allocation", "slurm", "slurm-local"}
 

@@ -183,7 +183,7 @@ def test_training_config_records_the_processes_it_runs(
 # ------------------------------------------------------ CPU jobs, no GPU slot ---
 RESOLVE = """
 import os, sys, time
-from hyperinr.device import resolve_device
+from hyperinr.infra.device import resolve_device
 print(resolve_device("auto"), repr(os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
 time.sleep(float(sys.argv[1]))
 """
@@ -506,7 +506,7 @@ def test_preempted_training_resumes_to_the_same_model(tmp_path, fake_pbs, cluste
     """The teacher (2 h runtime: queue preemptable, -r y; the node's 4 GPUs: 4 torchrun ranks)
     is preempted mid-training by the double (qrerun: killed, requeued under the same id); its
     rerun resumes from the checkpoint and ends with exactly the model of an uninterrupted
-    4-rank run (bit for bit: hyperinr.distributed.ordered_mean_hook)."""
+    4-rank run (bit for bit: hyperinr.training.distributed.ordered_mean_hook)."""
     two_hours = "resources:\n  teacher: {runtime: 120}\nteacher:\n  train: {steps: 600}\n"
     target = "results/tgv16_test/teacher/model.pt"
     work = tmp_path / "preempted"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hyperinr.data.target_modes import Anchors, CorrectedTargets, HybridTargets
+from hyperinr.training.targets import Anchors, CorrectedTargets, HybridTargets
 from hyperinr.grid import flat_to_coords, n_voxels
 
 DIMS = (6, 7, 8)
@@ -50,7 +50,7 @@ def test_target_modes_match_cpu(cuda):
 
 def test_shrinkage_curve_matches_cpu(cuda):
     """The validation teacher's curve (the default shrinkage rule) from anchors on the GPU."""
-    from hyperinr.data.target_modes import shrinkage_curve, validation_split
+    from hyperinr.training.targets import shrinkage_curve, validation_split
 
     curves = []
     for device in (torch.device("cpu"), cuda):

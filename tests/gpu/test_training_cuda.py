@@ -1,6 +1,6 @@
-"""Short trainings on CUDA through the public loop (hyperinr.train.train), AMP on.
+"""Short trainings on CUDA through the public loop (hyperinr.training.loop.train), AMP on.
 
-On CUDA the loop autocasts the forward to float16 and scales the loss (hyperinr.device.
+On CUDA the loop autocasts the forward to float16 and scales the loss (hyperinr.infra.device.
 amp_enabled); the CPU tests never exercise that path.  Each run is a few hundred steps on a
 small synthetic target: the loss must stay finite, fall clearly, and leave finite weights.
 """
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from hyperinr.config import TrainConfig
-from hyperinr.device import amp_enabled
+from hyperinr.infra.device import amp_enabled
 from hyperinr.models.coordnet import CoordNet, SineLayer
 from hyperinr.models.hyperinr import HyperINR
-from hyperinr.sampling import encoder_positions
-from hyperinr.train import train
+from hyperinr.param_space.positions import encoder_positions
+from hyperinr.training.loop import train
 
 #: the tiny workflow config's grid and MLP (config/test.yaml)
 ENCODING = {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 2,

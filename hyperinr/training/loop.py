@@ -5,13 +5,13 @@ Models differ in what a batch is, not in how they are optimised, so the loop tak
 AMP + gradient scaling on CUDA only, progress, and checkpoints written atomically every K steps
 so that a job killed at any moment resumes from its last checkpoint with the same random stream.
 
-A checkpoint is resumed only when its tag (the stage's provenance hash, hyperinr.provenance)
+A checkpoint is resumed only when its tag (the stage's provenance hash, hyperinr.infra.provenance)
 equals the current one, and only while it is unfinished: the loop never writes a checkpoint at
 the last step, and the stage deletes the last intermediate one (`discard_checkpoint`) once it
 has published the model. A finished stage therefore leaves nothing a later run could resume
 from, and `snakemake --forcerun X` trains X from step 0.
 
-Data-parallel (DDP, `hyperinr.distributed`; torchrun started the stage with WORLD_SIZE = W > 1):
+Data-parallel (DDP, `hyperinr.training.distributed`; torchrun started the stage with WORLD_SIZE = W > 1):
 
 - The model is wrapped in DistributedDataParallel: every rank computes the loss on its own
   batch and DDP averages the gradients over the ranks during `backward`, so every rank takes the
@@ -65,10 +65,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hyperinr import distributed
-from hyperinr.atomic import atomic_path
+from hyperinr.training import distributed
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import TrainConfig
-from hyperinr.device import amp_enabled
+from hyperinr.infra.device import amp_enabled
 from hyperinr.models.model_file import torch_load_plain
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def train(
     `tag` identifies the configuration and inputs (the stage's provenance hash): a checkpoint
     with another tag, or of a finished run, is never resumed. The generator handed to
     `batch_fn` is checkpointed too, so a resumed run draws the same batches it would have drawn.
-    Under torchrun (WORLD_SIZE > 1, process group joined with `hyperinr.distributed.init`) this
+    Under torchrun (WORLD_SIZE > 1, process group joined with `hyperinr.training.distributed.init`) this
     trains data-parallel: see the module docstring.
     """
     if cfg.loss not in _LOSSES:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from hyperinr.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path
 
 
 def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) -> Path:

@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 from scipy.special import gamma
 from scipy.stats import qmc
 
-from hyperinr.models.interpolation import check_distinct, periodic_mask, wrap_unit
+from hyperinr.param_space.weights import check_distinct, periodic_mask, wrap_unit
 
 Seed = int | Sequence[int]
 

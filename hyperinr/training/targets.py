@@ -9,7 +9,7 @@ teacher on demand), so one teacher and one distillation set serve every mode:
 - `corrected`: C(theta) = L_GT(theta) + a * (T(theta) - L_T(theta)), where L_GT interpolates
   the ground truth between the training frames around theta and L_T does the same with the
   teacher's outputs at those frames (1-D: linear; n-D: IDW of the K nearest, exactly as the
-  LERP baseline, `hyperinr.models.interpolation`). C equals the ground truth at training
+  LERP baseline, `hyperinr.param_space.weights`). C equals the ground truth at training
   parameters for every a; between them the teacher contributes only its deviation from the
   interpolation (the dynamics it learned), scaled by the shrinkage a. Rewritten as
   C = a * T + sum_k w_k (GT_k - a * T_k), a batch needs the teacher's value (the source's
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from hyperinr.grid import flat_to_coords, n_voxels
-from hyperinr.models.interpolation import interpolation_weights
+from hyperinr.param_space.weights import interpolation_weights
 
 MODES = ("teacher", "corrected", "hybrid")  # distillation modes (rule target_modes compares them)
 GROUND_TRUTH = "ground_truth"  # no teacher, no set: the training frames alone

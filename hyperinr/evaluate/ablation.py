@@ -1,128 +1,21 @@
-"""The paper's Sec. 6 sweeps as workflow targets (rules/ablation.smk).
-
-Two kinds. `SWEEPS` (encoders, hash) are variants of the configured HyperINR: a variant
-changes exactly one key of the `hyperinr` section (and, when `ablation.steps` is set, the
-training steps of every variant alike) and is distilled from the pipeline's own
-teacher and distillation set: a sweep never retrains what its runs share, and each variant
-is an ordinary distill run with its own provenance, so a finished variant is never redone
-and a killed one resumes. Names are `<key>-<value>` (`n_levels-4`), which is also the model
-directory `results/<name>/ablation/<variant>/`.
-
-`MODEL_SWEEPS` (architectures, shared_mlp) compare different models trained on the training
-frames alone, as the paper's Sec. 6.2-6.3 do (no teacher: what the design choice itself gives);
-hyperinr/stages/ablation_models.py builds and trains them, each into
-`results/<name>/ablation/<model>/`, and they are predicted and evaluated like every method.
-"""
+"""Tables and plots of a finished ablation sweep (rules/ablation.smk; which runs a sweep is,
+is hyperinr/sweeps.py)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from hyperinr.config import AblationConfig
 from hyperinr.evaluate.figures import save_png, write_rows
 from hyperinr.evaluate.metrics import read_metrics
 from hyperinr.evaluate.report import method_means
-
-# sweep -> (variant key, dotted hyperinr key it sets, AblationConfig field with its values)
-SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "encoders": (("encoders", "hyperinr.n_encoders", "encoders"),),
-    "hash": (
-        ("n_levels", "hyperinr.encoding.n_levels", "n_levels"),
-        ("n_features_per_level", "hyperinr.encoding.n_features_per_level", "n_features_per_level"),
-        ("log2_hashmap_size", "hyperinr.encoding.log2_hashmap_size", "log2_hashmap_size"),
-    ),
-}
-# sweep -> its models; each model's predict kind (hyperinr predict --method)
-MODEL_SWEEPS: dict[str, tuple[str, ...]] = {
-    # Fig. 7A-B at one parameter budget, then 7C: HashINR and HyperINR at their configured size
-    "architectures": (
-        "coordnet", "neurcomp", "hashinr", "hyperinr", "hashinr_large", "hyperinr_large",
-    ),
-    # Fig. 8: one shared MLP vs one MLP per INR, both with encoders at the training frames
-    "shared_mlp": ("shared_mlp", "independent_mlps"),
-}  # fmt: skip
-PREDICT_KIND = {
-    "coordnet": "teacher",
-    "neurcomp": "neurcomp",
-    "hashinr": "hashinr",
-    "hashinr_large": "hashinr",
-    "hyperinr": "hyperinr",
-    "hyperinr_large": "hyperinr",
-    "shared_mlp": "hyperinr",
-    "independent_mlps": "independent",
-}
-MODEL_LABELS = {
-    "coordnet": "CoordNet (budget)",
-    "neurcomp": "NeurComp (budget)",
-    "hashinr": "HashINR (budget)",
-    "hyperinr": "HyperINR on GT (budget)",
-    "hashinr_large": "HashINR (configured T)",
-    "hyperinr_large": "HyperINR on GT (configured)",
-    "shared_mlp": "shared MLP (HyperINR)",
-    "independent_mlps": "independent MLPs",
-}
-LABELS = {
-    "encoders": "encoders N",
-    "n_levels": "levels L",
-    "n_features_per_level": "features per level F",
-    "log2_hashmap_size": "log2 table size T",
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    sweep: str
-    key: str  # short name (the variant's prefix)
-    dotted: str  # the config key it sets
-    value: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.key}-{self.value}"
-
-
-def variants(cfg: AblationConfig, sweep: str) -> list[Variant]:
-    if sweep in MODEL_SWEEPS:
-        raise ValueError(f"ablation '{sweep}' compares models ({', '.join(MODEL_SWEEPS[sweep])})")
-    if sweep not in SWEEPS:
-        raise ValueError(f"unknown ablation '{sweep}' (one of {', '.join(SWEEPS)})")
-    return [
-        Variant(sweep, key, dotted, int(v))
-        for key, dotted, field in SWEEPS[sweep]
-        for v in getattr(cfg, field)
-    ]
-
-
-def parse(name: str) -> tuple[str, int]:
-    key, _, value = name.rpartition("-")
-    if key not in LABELS or not value.isdigit():
-        raise ValueError(f"ablation variant '{name}' is not <key>-<integer> ({', '.join(LABELS)})")
-    return key, int(value)
-
-
-def variant_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The plain config of variant `name`: one hyperinr key changed, ablation.steps applied."""
-    key, value = parse(name)
-    dotted = next(d for sw in SWEEPS.values() for k, d, _ in sw if k == key)
-    out = copy.deepcopy(dict(config))
-    node = out
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[leaf] = value
-    steps = out.get("ablation", {}).get("steps")
-    if steps is not None:
-        out["hyperinr"].setdefault("train", {})["steps"] = int(steps)
-    return out
+from hyperinr.sweeps import LABELS, MODEL_LABELS, MODEL_SWEEPS, parse
 
 
 def summarise(

@@ -6,7 +6,7 @@ slice the Snakemake rule passes and hashes as its `params`, so "what triggers a 
 names or timestamps: a teacher retrained with the same settings but different weights is a
 different input to the distillation set. Because every artifact's hash feeds the next stage's
 inputs, a change anywhere upstream changes every hash downstream, and a checkpoint resumes only
-when its recorded hash equals the current one (`hyperinr.train`).
+when its recorded hash equals the current one (`hyperinr.training.loop`).
 
 Content hashes: files (model.pt) are hashed whole (`sha256_file`); Zarr stores record theirs
 when they are written (`content_sha256` attr: the dataset and prediction frames as written, the
@@ -59,7 +59,7 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "renders": ("render", "runtime.device"),
     "explore_snapshots": ("runtime.device",),
 }
-# The ablation models (hyperinr.ablation.MODEL_SWEEPS) read their model's block, the sweep's
+# The ablation models (hyperinr.sweeps.MODEL_SWEEPS) read their model's block, the sweep's
 # settings and, where the budget follows the teacher's parameter count, its architecture.
 _ABLATION = (
     "ablation.steps", "ablation.budget", "ablation.budget_encoders", "runtime.seed",

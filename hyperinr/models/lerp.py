@@ -7,7 +7,7 @@ training frames, with parameters scaled to [0, 1] by the dataset's `param_range`
 dominates by its units, periodic parameters (the dataset's `param_periodic`, e.g. an azimuth)
 measured around their circle; an exact parameter match returns that frame.
 
-The weights come from `hyperinr.models.interpolation.interpolation_weights`, the same lookup
+The weights come from `hyperinr.param_space.weights.interpolation_weights`, the same lookup
 HyperINR uses to pick and blend its encoders, re-exported here.
 """
 
@@ -23,10 +23,10 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from hyperinr import provenance
+from hyperinr.infra import provenance
 from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
-from hyperinr.models.interpolation import interpolation_weights
-from hyperinr.stage_info import write_info
+from hyperinr.param_space.weights import interpolation_weights
+from hyperinr.infra.stage_info import write_info
 
 __all__ = ["interpolation_weights", "lerp_predict", "lerp_weights"]
 
@@ -84,7 +84,7 @@ def lerp_predict(
     """Write the LERP prediction store (physical units, one chunk per frame) atomically.
 
     Returns the stage info {"stage": "predict_lerp", "wall_seconds", "method", "frames", "k",
-    "n_train"}, also written to `info_path` (when given) by `hyperinr.stage_info.write_info`,
+    "n_train"}, also written to `info_path` (when given) by `hyperinr.infra.stage_info.write_info`,
     like every other stage's info.
     """
     t0 = time.perf_counter()

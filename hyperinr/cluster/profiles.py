@@ -21,7 +21,7 @@ PROFILE_FILES = ("config.yaml", "profile.yaml")
 
 def profiles_source() -> Path:
     """``workflow/profiles`` of this checkout (or of the current directory)."""
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
         candidate = root / "workflow" / "profiles"
         if candidate.is_dir():
             return candidate
