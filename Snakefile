@@ -19,6 +19,17 @@ include: "rules/evaluate.smk"
 include: "rules/ablation.smk"
 
 
+# Run inside the Snakemake process, never submitted to a scheduler: each reads metrics tables,
+# info.json files, a few slices or the shards' checksums, and writes a table, a plot or links in
+# seconds, where a queue wait would take longer than the work. Not evaluate, target_modes or
+# the ablation_<sweep> tables: they score every frame of every model (PSNR/SSIM), which takes
+# minutes and GBs on the paper's volumes.
+localrules:
+    distill_set,
+    view_gain,
+    report,
+
+
 rule all:
     input:
         all_outputs(),

@@ -3,7 +3,7 @@
     python benchmarks/bench_loader.py [--buffer-mb 8] [--loader-threads 1] [--threads 1]
 
 Builds a distillation set on disk shaped like the default config's (config/config.yaml: 64^3,
-distill_set.n_params parameters, float16) through the real shard/gather code, with a tiny
+distill_set.n_samples parameters, float16) through the real shard/gather code, with a tiny
 untrained teacher (the teacher's quality does not change what the loader moves), then measures
 with the default HyperINR (config.yaml hyperinr section) and its batch size:
 
@@ -26,13 +26,13 @@ import torch
 import yaml
 
 from hyperinr.config import Config, TrainConfig
-from hyperinr.training.loader import DistillSet, InMemoryTargets, StreamingTargets
 from hyperinr.data.store import write_dataset
 from hyperinr.infra.device import configure_threads
 from hyperinr.models.coordnet import CoordNet
 from hyperinr.models.hyperinr import HyperINR
 from hyperinr.param_space.positions import encoder_positions
 from hyperinr.stages.distill_set import build_distill_set
+from hyperinr.training.loader import DistillSet, InMemoryTargets, StreamingTargets
 from hyperinr.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 from hyperinr.data.store import DatasetStore, open_dataset
-from hyperinr.grid import grid_coords, n_voxels, normalise_params
-from hyperinr.param_space.weights import interpolation_weights
+from hyperinr.grid import field_values, normalise_params
+from hyperinr.infra.timing import timer
+from hyperinr.models import registry
 from hyperinr.models.model_file import model_kind
+from hyperinr.param_space.weights import interpolation_weights
 from hyperinr.render import (
     DEFAULT_TRANSFER_FUNCTION,
     Camera,
@@ -187,11 +189,7 @@ class Generated:
             raise ValueError(f"{self.method}: volume shape {dims} for {self.n_spatial}-D data")
         if self.frame01 is not None and dims == tuple(self.dims):
             return self.frame01.astype(np.float32, copy=False)
-        total = n_voxels(dims)
-        out = np.empty((total, self.n_channels), dtype=np.float32)
-        for s in range(0, total, self.batch):
-            x = grid_coords(dims, s, s + self.batch, device=self.device)
-            out[s : s + len(x)] = self.values01(x).cpu().numpy()
+        out = field_values(self.values01, dims, self.n_channels, self.batch, self.device)
         return out.reshape(*dims, self.n_channels) if self.n_channels > 1 else out.reshape(dims)
 
     def volume(self, shape: Sequence[int] | None = None) -> np.ndarray:
@@ -263,9 +261,9 @@ def as_transfer_function(tf: TransferFunction | Mapping[str, Any] | None) -> Tra
 class Model:
     """A trained model of any kind, ready to generate fields at physical parameters.
 
-    `kind` is the model file's own record (hyperinr, coordnet, neurcomp, hashinr,
-    independent_inrs); `make(theta01)` is the kind's way of producing a field for one
-    normalised parameter, and is the only kind-specific part.
+    `kind` is the model file's own record (hyperinr.models.registry knows them all);
+    `make(theta01)` is the kind's way of producing a field for one normalised parameter, and
+    is the only kind-specific part.
     """
 
     path: Path
@@ -292,13 +290,9 @@ class Model:
         is the paper's generation: K tables blended into one standalone INR (timed)."""
         theta = self.space.values(values, named, f"{self.path}")
         theta01 = self.space.to_unit(theta)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t0 = time.perf_counter()
-        field01 = self.make(theta01)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        ms = (time.perf_counter() - t0) * 1e3
+        with timer(self.device) as elapsed:
+            field01 = self.make(theta01)
+        ms = elapsed.ms
         return Generated(
             method=self.kind,
             params=dict(zip(self.param_names, theta.tolist(), strict=True)),
@@ -335,41 +329,6 @@ def _default_dataset(path: Path) -> Path | None:
     return None
 
 
-def _network_maker(kind: str, path: Path, device: torch.device) -> tuple[Any, dict, Callable]:
-    """(loaded module, saved meta/state, theta01 -> field01) for one model kind."""
-    if kind == "hyperinr":
-        from hyperinr.models.hyperinr import load_hyperinr
-
-        model, meta = load_hyperinr(path, device)
-        return model, meta, lambda theta01: model.generate(theta01)
-    if kind == "independent_inrs":
-        from hyperinr.models.independent import load_independent
-
-        model, meta = load_independent(path, device)
-        return model, meta, lambda theta01: model.generate(theta01)
-    if kind == "coordnet":
-        from hyperinr.models.coordnet import evaluate_teacher, load_teacher
-
-        model, state = load_teacher(path, device)
-
-        def teacher_at(theta01: np.ndarray) -> Field01:
-            theta = torch.as_tensor(theta01, dtype=torch.float32, device=device).reshape(1, -1)
-            return lambda x: evaluate_teacher(model, theta, x)
-
-        return model, state, teacher_at
-    from hyperinr.models.baselines import BASELINES, evaluate_baseline, load_baseline
-
-    if kind in BASELINES:
-        model, state = load_baseline(path, kind, device)
-
-        def baseline_at(theta01: np.ndarray) -> Field01:
-            theta = torch.as_tensor(theta01, dtype=torch.float32, device=device).reshape(1, -1)
-            return lambda x: evaluate_baseline(model, theta, x)
-
-        return model, state, baseline_at
-    raise ValueError(f"{path}: model kind '{kind}' cannot be loaded by hyperinr.load")
-
-
 def load(
     path: str | Path,
     *,
@@ -387,7 +346,8 @@ def load(
         raise FileNotFoundError(f"{path}: no such model file")
     dev = pick_device(device)
     kind = model_kind(path)
-    module, saved, make = _network_maker(kind, path, dev)
+    impl = registry.get(kind).impl()
+    module, saved = impl.load(path, dev)
     meta = saved.get("meta", saved) if isinstance(saved, dict) else {}
     ds_path = Path(dataset) if dataset is not None else _default_dataset(path)
     store = open_dataset(ds_path) if ds_path is not None else None
@@ -403,20 +363,12 @@ def load(
         raise ValueError(
             f"{path}: a {kind} file records no parameter space; pass dataset= (its dataset.zarr)"
         )
-    n_out = _n_outputs(module)
     return Model(
         path=path, kind=kind, space=space, dims=tuple(dims),
-        value_range=(float(value_range[0]), float(value_range[1])), n_channels=n_out,
-        device=dev, make=make, dataset=ds_path, state={"meta": meta},
+        value_range=(float(value_range[0]), float(value_range[1])),
+        n_channels=impl.n_outputs(module), device=dev,
+        make=lambda theta01: impl.field(module, theta01), dataset=ds_path, state={"meta": meta},
     )  # fmt: skip
-
-
-def _n_outputs(module: Any) -> int:
-    for owner in (module, getattr(module, "mlp", None)):
-        n = getattr(owner, "n_outputs", None)
-        if isinstance(n, int):
-            return n
-    raise ValueError(f"cannot tell the output channels of {type(module).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hyperinr.config import Config, ConfigError, merge_dicts, read_config_file
+from hyperinr.config import (
+    Config,
+    ConfigError,
+    merge_dicts,
+    read_config_file,
+    upgrade_renamed_keys,
+)
+from hyperinr.models import registry
 
 log = logging.getLogger("hyperinr")
 
@@ -30,9 +37,14 @@ def build_config(files: list[str], json_text: str | None, threads: int | None = 
         data = merge_dicts(data, read_config_file(name))
     if json_text:
         try:
-            data = merge_dicts(data, json.loads(json_text))
+            layer = json.loads(json_text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"--config-json is not valid JSON ({err})") from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"--config-json: expected a JSON object, got {type(layer).__name__}")
+        # renamed keys per layer (as read_config_file does per file): an old key here
+        # overrides a file's new one
+        data = merge_dicts(data, upgrade_renamed_keys(layer, "--config-json"))
     if threads is not None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         data = merge_dicts(data, {"runtime": {"threads": max(1, threads // world)}})
@@ -121,7 +133,8 @@ def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.stages.predict import predict
 
     if not args.model:
-        raise ConfigError(f"predict --method {args.method} needs --model")
+        method = args.method or "(the model file's kind)"
+        raise ConfigError(f"predict --method {method} needs --model")
     predict(cfg, args.method, Path(args.dataset), Path(args.model), Path(args.out))
 
 
@@ -267,9 +280,9 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.infra.device import configure_threads
     from hyperinr.explore import open_explorer, parse_camera, parse_params, snapshot
     from hyperinr.explore.server import Quality, initial_request, serve
+    from hyperinr.infra.device import configure_threads
 
     configure_threads(cfg.runtime.threads)
     explorer = open_explorer(args.model, dataset=args.dataset, scene=args.scene,
@@ -294,9 +307,9 @@ def _cmd_explore(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _cmd_explore_snapshots(cfg: Config, args: argparse.Namespace) -> None:
-    from hyperinr.infra.device import configure_threads
     from hyperinr.explore import open_explorer
     from hyperinr.explore.strip import snapshot_strip
+    from hyperinr.infra.device import configure_threads
 
     configure_threads(cfg.runtime.threads)
     explorer = open_explorer(args.model, dataset=args.dataset, scene=args.scene,
@@ -357,7 +370,7 @@ def _parser() -> argparse.ArgumentParser:
         "interior training frame; hyperinr.shrinkage_validation)",
     )  # fmt: skip
     p = verb("baseline", _cmd_baseline, "train a comparison INR on the training frames (Sec. 6.3)")
-    p.add_argument("--model", required=True, choices=["neurcomp", "hashinr"])
+    p.add_argument("--model", required=True, choices=registry.names_trained_by("baseline"))
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", required=True)
     p = verb(
@@ -383,9 +396,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards-dir", help="default: <out's directory>/distill_set/shards")
     p = verb("distill", _cmd_distill, "train HyperINR on the distillation set")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--distill-set", help="the distillation set (hyperinr.targets: precomputed)")
     p.add_argument(
-        "--teacher", help="the teacher (targets on_demand; targets_mode corrected or hybrid)"
+        "--distill-set", help="the distillation set (hyperinr.target_source: precomputed)"
+    )
+    p.add_argument(
+        "--teacher", help="the teacher (target_source on_demand; targets_mode corrected or hybrid)"
     )
     p.add_argument(
         "--validation-teacher",
@@ -395,8 +410,8 @@ def _parser() -> argparse.ArgumentParser:
     p = verb("predict", _cmd_predict, "reconstruct every frame with one method")
     p.add_argument(
         "--method",
-        required=True,
-        choices=["teacher", "hyperinr", "lerp", "neurcomp", "hashinr", "independent"],
+        choices=[*registry.method_names(), *registry.aliases()],
+        help="default: the kind the --model file records (lerp needs no model)",
     )
     p.add_argument("--dataset", required=True)
     p.add_argument("--model")
@@ -495,7 +510,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs that compute on runtime.device: each takes its GPU slot(s) of a packed cluster node as
+# it starts (hyperinr.infra.device.claim_gpus), the one place a process claims a GPU. Not
+# distill-set: its rule is local (a gather on the node Snakemake runs on, which has no slot of
+# a compute node to take; a shard it must recompute runs on that node's own device).
+DEVICE_VERBS = frozenset({
+    "scene", "teacher", "baseline", "ablation-train", "distill-set-shard", "distill",
+    "predict", "render-shadows", "speed", "renders", "explore", "explore-snapshots",
+})  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
+    from hyperinr.cluster.gpus import SlotError
+
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -503,8 +530,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg = build_config(args.config, args.config_json, args.threads)
+        if args.verb in DEVICE_VERBS:
+            from hyperinr.infra.device import claim_gpus  # torch: not for the light verbs
+
+            claim_gpus(cfg.runtime.device)  # before anything touches CUDA
         args.fn(cfg, args)
-    except (ConfigError, ValueError, FileNotFoundError, NotImplementedError, OSError) as err:
+    except (
+        ConfigError, ValueError, FileNotFoundError, NotImplementedError, OSError, SlotError
+    ) as err:  # fmt: skip
         print(f"hyperinr {args.verb}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,16 +1,29 @@
-"""Typed configuration for every stage.
+"""Typed configuration for every stage: one home for defaults, one for valid values.
 
-The workflow validates the YAML against `workflow/schemas/config.schema.yaml` before any job
-runs; these dataclasses are what the package itself trusts. They check types and unknown keys
-again so that `hyperinr <verb>` run by hand fails just as early and clearly as Snakemake does.
-A test keeps the schema's defaults and these defaults equal.
+Defaults live here, in the dataclasses, and nowhere else: the schema states none, and the
+workflow fills its `config` from `Config.from_dict(config).to_dict()` (rules/common.smk), so a
+partial `teacher: {train: {steps: 9}}` keeps the teacher's lr 1e-5 through Snakemake and the
+CLI alike. The tiny-cuda-nn blocks (`encoding`, `network`) state only what they change over
+tcnn's own defaults (hyperinr.encoding._config, hyperinr.models.mlp).
+
+Valid values (types, enums, ranges, patterns) live in `workflow/schemas/config.schema.yaml`:
+Snakemake validates against it, and so does `from_dict` (the CLI, the rules, the tests), so
+`hyperinr <verb>` run by hand rejects what the workflow rejects, in one line naming the key.
+The schema and these dataclasses name the same keys by construction: loading the schema
+compares its property tree with the dataclass fields and fails naming the first difference.
+
+Renamed keys (`RENAMED_KEYS`) keep working: `upgrade_renamed_keys` moves an old spelling to
+its new name with a one-line deprecation message.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +35,20 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration value is missing, misspelled or of the wrong type."""
+
+
+def _hashgrid(**changes: Any) -> dict[str, Any]:
+    """A HashGrid block: tcnn's defaults (hyperinr.encoding._config) with `changes` over them."""
+    from hyperinr.encoding._config import fill_hashgrid_config
+
+    return fill_hashgrid_config({"otype": "HashGrid", **changes})
+
+
+def _mlp(**changes: Any) -> dict[str, Any]:
+    """A network block: tcnn's defaults (hyperinr.models.network_config) with `changes`."""
+    from hyperinr.models.network_config import network_config
+
+    return network_config(changes)
 
 
 @dataclass(frozen=True)
@@ -169,13 +196,14 @@ class GaussianConfig:
 class DistillSetConfig:
     """The teacher's outputs at N_D parameters, computed in shards of `shard_size` parameters."""
 
-    n_params: int = 100
+    n_samples: int = 100  # N_D (was n_params)
     dtype: str = "float16"
     batch_size: int = 65536
     shard_size: int = 8  # parameters per shard (one Snakemake job each)
-    mode: str = "full"  # full: the whole grid per parameter | subset: random points per parameter
-    points_per_param: int = 65536  # random coordinates per parameter (mode subset only)
-    # n-D only (Fig. 5): n_params = Poisson-disk + gaussian.count + uniform parameters
+    # full: the whole grid per parameter | subset: random points per parameter (was mode)
+    coverage: str = "full"
+    points_per_param: int = 65536  # random coordinates per parameter (coverage subset only)
+    # n-D only (Fig. 5): n_samples = Poisson-disk + gaussian.count + uniform parameters
     gaussian: GaussianConfig = field(default_factory=lambda: GaussianConfig(sigma=0.03))
     uniform: int = 0
 
@@ -194,31 +222,18 @@ class ShrinkageValidationConfig:
 class HyperINRConfig:
     n_encoders: int = 24
     encoding: dict[str, Any] = field(
-        default_factory=lambda: {
-            "otype": "HashGrid",
-            "n_levels": 8,
-            "n_features_per_level": 4,
-            "log2_hashmap_size": 15,
-            "base_resolution": 4,
-            "per_level_scale": 2.0,
-            "interpolation": "Linear",
-        }
+        default_factory=lambda: _hashgrid(
+            n_levels=8, n_features_per_level=4, log2_hashmap_size=15, base_resolution=4
+        )
     )
-    network: dict[str, Any] = field(
-        default_factory=lambda: {
-            "otype": "FullyFusedMLP",
-            "activation": "ReLU",
-            "output_activation": "None",
-            "n_neurons": 64,
-            "n_hidden_layers": 4,
-        }
-    )
+    network: dict[str, Any] = field(default_factory=lambda: _mlp(n_hidden_layers=4))
     k_nearest: int = 4
     idw_power: float = 1.0  # Shepard exponent p of the n-D weights (Eq. 4; the paper's p = 1)
     # n-D only: n_encoders = Poisson-disk + encoder_gaussian.count positions; or explicit ones
     encoder_gaussian: GaussianConfig = field(default_factory=GaussianConfig)
     positions: tuple[tuple[float, ...], ...] | None = None  # normalised [N, P]; wins if given
-    targets: str = "precomputed"  # precomputed (the distillation set) | on_demand (the teacher)
+    # precomputed (the distillation set) | on_demand (the teacher) (was targets)
+    target_source: str = "precomputed"
     targets_mode: str = "teacher"  # teacher | corrected | hybrid (hyperinr/training/targets.py)
     shrinkage: float | None = None  # a of targets_mode corrected; None: the validation teacher's
     shrinkage_validation: ShrinkageValidationConfig = field(
@@ -246,26 +261,12 @@ class HashINRConfig:
     table size T = 2^log2_hashmap_size sets its budget (the paper's equal budget: 2^17)."""
 
     encoding: dict[str, Any] = field(
-        default_factory=lambda: {
-            "otype": "HashGrid",
-            "n_levels": 8,
-            "n_features_per_level": 4,
-            "log2_hashmap_size": 17,
-            "base_resolution": 4,
-            "per_level_scale": 2.0,
-            "interpolation": "Linear",
-        }
+        default_factory=lambda: _hashgrid(
+            n_levels=8, n_features_per_level=4, log2_hashmap_size=17, base_resolution=4
+        )
     )
     n_bins: int = 16
-    network: dict[str, Any] = field(
-        default_factory=lambda: {
-            "otype": "FullyFusedMLP",
-            "activation": "ReLU",
-            "output_activation": "None",
-            "n_neurons": 64,
-            "n_hidden_layers": 4,
-        }
-    )
+    network: dict[str, Any] = field(default_factory=lambda: _mlp(n_hidden_layers=4))
 
 
 @dataclass(frozen=True)
@@ -285,9 +286,15 @@ class BaselinesConfig:
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
-    methods: tuple[str, ...] = ("hyperinr", "teacher", "lerp")
+class PredictConfig:
+    """Inference of every method's frames (stage predict; was evaluate.batch_size)."""
+
     batch_size: int = 65536
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    methods: tuple[str, ...] = ("hyperinr", "teacher", "lerp")  # model kinds, plugins' too
     slice_frames: tuple[int, ...] | None = None  # unseen frames shown in the slice grid
 
 
@@ -343,6 +350,7 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill_set: DistillSetConfig = field(default_factory=DistillSetConfig)
     hyperinr: HyperINRConfig = field(default_factory=HyperINRConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -352,6 +360,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
+        """`data` (any part of a config) over the defaults: renamed keys upgraded, checked
+        against the schema (one line naming the first bad key), then typed."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+        data = upgrade_renamed_keys(copy.deepcopy(data))
+        check_against_schema(data)
         return _build(cls, data, "config")
 
     def to_dict(self) -> dict[str, Any]:
@@ -376,6 +390,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     try:
+        # renamed per file, before files are layered: a user's old `distill_set.n_params`
+        # over a base file's new `n_samples` is an override, not two names for one key
+        upgrade_renamed_keys(data)
         Config.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
@@ -384,6 +401,184 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> Config:
     return Config.from_dict(read_config_file(path))
+
+
+# Old dotted key -> its new name. Each old name collided with another meaning (`targets`
+# beside `targets_mode`; `n_params` is also the number of parameter dimensions; `mode`;
+# a batch size under `evaluate` that only predict reads).
+RENAMED_KEYS: dict[str, str] = {
+    "hyperinr.targets": "hyperinr.target_source",
+    "distill_set.mode": "distill_set.coverage",
+    "distill_set.n_params": "distill_set.n_samples",
+    "evaluate.batch_size": "predict.batch_size",
+}
+_WARNED: set[str] = set()
+
+
+def upgrade_renamed_keys(
+    data: dict[str, Any], where: str = "config", later: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Move every old key of RENAMED_KEYS in `data` to its new name, in place (and return
+    `data`), printing one deprecation line per old key and process on stderr.
+
+    Old and new name in one mapping is an error, unless `later` says which came last: the
+    workflow's `config` is config/config.yaml merged with the user's --configfile layers
+    (`later`, Snakemake's overwrite_config), so a user's old key over the shipped file's new
+    one is an override, as it would be with the same name.
+    """
+    for old, new in RENAMED_KEYS.items():
+        if not _has(data, old):
+            continue
+        if old not in _WARNED:
+            _WARNED.add(old)
+            print(f"hyperinr: config key {old} is deprecated, use {new}", file=sys.stderr)
+        if _has(data, new):
+            in_later = (_has(later, old), _has(later, new)) if later is not None else None
+            if in_later not in ((True, False), (False, True)):
+                raise ConfigError(
+                    f"{where}: both {old} and {new} given; {old} is the old "
+                    f"name of {new}, keep only {new}"
+                )
+            if in_later == (False, True):  # the later layer's new key wins
+                _pop(data, old)
+                continue
+        value = _pop(data, old)
+        *parents, leaf = new.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return data
+
+
+def _has(data: Any, dotted: str) -> bool:
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _pop(data: dict[str, Any], dotted: str) -> Any:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    return data.pop(leaf)
+
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_against_schema(data: dict[str, Any]) -> None:
+    """Raise ConfigError naming the first key of `data` the schema rejects (unknown key, wrong
+    type, value outside its enum or range), in one line."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise ConfigError(_describe(error))
+
+
+def allowed_values(dotted: str) -> tuple[Any, ...]:
+    """The values the schema allows for key `dotted` (its enum): for code that enumerates
+    them (rule target_modes trains one model per targets_mode) without a list of its own."""
+    node: Any = _validator().schema
+    for key in dotted.split("."):
+        node = node.get("properties", {}).get(key)
+        if node is None:
+            raise KeyError(f"{SCHEMA_PATH}: no key {dotted}")
+    return tuple(node["enum"])
+
+
+@functools.cache
+def _validator() -> Any:
+    """The schema's validator, built once: the schema checked for defaults (their home is
+    this module) and for keys that differ from the dataclasses' fields."""
+    import jsonschema
+
+    try:
+        schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{SCHEMA_PATH}: config schema not found (hyperinr reads it from its source tree: "
+            "install the package editable, pip install -e .)"
+        ) from None
+    _check_schema(schema, Config(), "")
+    cls = jsonschema.validators.validator_for(schema)
+    # tuples are lists here (configs built in Python), as in the dataclasses themselves
+    checker = cls.TYPE_CHECKER.redefine("array", lambda _, value: isinstance(value, (list, tuple)))
+    return jsonschema.validators.extend(cls, type_checker=checker)(schema)
+
+
+def _check_schema(node: dict[str, Any], default: Any, where: str) -> None:
+    """Fail naming the first key the schema and `default` (a dataclass, or a dict block such
+    as `hyperinr.encoding`) do not share, and any default stated by the schema."""
+    if "default" in node:
+        raise ConfigError(
+            f"{SCHEMA_PATH}: {where or 'the top level'} states a default; "
+            "defaults live in hyperinr/config.py"
+        )
+    for sub in (node.get("items"), node.get("additionalProperties")):
+        if isinstance(sub, dict):
+            _check_schema(sub, None, f"{where}[]")
+    props = node.get("properties") or {}
+    prefix = f"{where}." if where else ""
+    if dataclasses.is_dataclass(default):
+        names = [f.name for f in dataclasses.fields(default)]
+    elif isinstance(default, dict) and default and props:
+        names = list(default)
+    else:
+        names = None
+    if names is not None:
+        for name in names:
+            if name not in props:
+                raise ConfigError(
+                    f"{SCHEMA_PATH}: key {prefix}{name} (hyperinr/config.py) is "
+                    "missing from the schema"
+                )
+        for name in props:
+            if name not in names:
+                raise ConfigError(
+                    f"{SCHEMA_PATH}: key {prefix}{name} is not a field of hyperinr/config.py"
+                )
+    for name, sub in props.items():
+        value = None
+        if names is not None:
+            value = getattr(default, name) if dataclasses.is_dataclass(default) else default[name]
+        _check_schema(sub, value, f"{prefix}{name}")
+
+
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true/false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def _describe(error: Any) -> str:
+    """One line in this module's style, `config.<dotted key>: problem`."""
+    where = "config"
+    for part in error.absolute_path:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+    value, schema = error.instance, error.schema
+    if error.validator == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(k for k in value if k not in allowed)
+        if unknown and allowed:
+            return f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(allowed)})"
+    if error.validator == "type":
+        types_ = error.validator_value
+        types_ = types_ if isinstance(types_, list) else [types_]
+        wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in types_)
+        return f"{where}: expected {wanted}, got {value!r}"
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return f"{where}: {value!r} is not one of {allowed}"
+    return f"{where}: {error.message}"
 
 
 def _to_plain(obj: Any) -> Any:
@@ -452,9 +647,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            if args and args[-1] is Ellipsis and not isinstance(value, (list, tuple)):
-                value = [value]  # a scalar where a list is expected: a list of one
+        if not isinstance(value, (list, tuple)):
+            if args and args[-1] is Ellipsis and isinstance(value, (int, float)):
+                # a number where the schema allows one (dataset.params.values: a frame's single
+                # parameter): a list of one
+                value = [value]
             else:
                 raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         if args and args[-1] is Ellipsis:

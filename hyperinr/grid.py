@@ -8,6 +8,7 @@ coordinate row without any transpose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,31 @@ def n_voxels(dims: tuple[int, ...]) -> int:
     for n in dims:
         total *= n
     return total
+
+
+@torch.inference_mode()
+def field_values(
+    field: Callable[[torch.Tensor], torch.Tensor],
+    dims: tuple[int, ...],
+    n_outputs: int,
+    batch: int,
+    device: torch.device,
+    coords01: np.ndarray | None = None,
+) -> np.ndarray:
+    """The one batched evaluation of a field (x [B, D] in [0, 1] -> [B, C]) over the whole
+    grid of `dims` (coords01 None) or at given points coords01 [M, D]: [M, C] float32.
+
+    `batch` points at a time, so memory stays bounded by the batch, not by the volume; every
+    model kind, the distillation set and predict evaluate through here."""
+    total = n_voxels(dims) if coords01 is None else len(coords01)
+    out = np.empty((total, n_outputs), dtype=np.float32)
+    for start in range(0, total, batch):
+        if coords01 is None:
+            x = grid_coords(dims, start, start + batch, device=device)
+        else:
+            x = torch.from_numpy(coords01[start : start + batch]).to(device)
+        out[start : start + len(x)] = field(x).float().cpu().numpy()
+    return out
 
 
 def normalise_params(params: Any, param_range: Any) -> np.ndarray:

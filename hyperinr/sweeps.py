@@ -25,7 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hyperinr.config import AblationConfig
+from hyperinr.config import AblationConfig, allowed_values
+
+# hyperinr.targets_mode: what HyperINR is trained on (the schema's enum is their one list)
+TRAINING_MODES: tuple[str, ...] = allowed_values("hyperinr.targets_mode")
+GROUND_TRUTH = "ground_truth"  # no teacher, no set: the training frames alone
+# the distillation modes, which rule target_modes compares (hyperinr/training/targets.py)
+TARGET_MODES = tuple(m for m in TRAINING_MODES if m != GROUND_TRUTH)
 
 # sweep -> (variant key, dotted hyperinr key it sets, AblationConfig field with its values)
 SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -36,7 +42,7 @@ SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("log2_hashmap_size", "hyperinr.encoding.log2_hashmap_size", "log2_hashmap_size"),
     ),
 }
-# sweep -> its models; each model's predict kind (hyperinr predict --method)
+# sweep -> its models
 MODEL_SWEEPS: dict[str, tuple[str, ...]] = {
     # Fig. 7A-B at one parameter budget, then 7C: HashINR and HyperINR at their configured size
     "architectures": (
@@ -45,16 +51,8 @@ MODEL_SWEEPS: dict[str, tuple[str, ...]] = {
     # Fig. 8: one shared MLP vs one MLP per INR, both with encoders at the training frames
     "shared_mlp": ("shared_mlp", "independent_mlps"),
 }  # fmt: skip
-PREDICT_KIND = {
-    "coordnet": "teacher",
-    "neurcomp": "neurcomp",
-    "hashinr": "hashinr",
-    "hashinr_large": "hashinr",
-    "hyperinr": "hyperinr",
-    "hyperinr_large": "hyperinr",
-    "shared_mlp": "hyperinr",
-    "independent_mlps": "independent",
-}
+# every model of the model sweeps (their kinds are recorded in their files: predict reads them)
+SWEEP_MODELS = tuple(dict.fromkeys(m for models in MODEL_SWEEPS.values() for m in models))
 MODEL_LABELS = {
     "coordnet": "CoordNet (budget)",
     "neurcomp": "NeurComp (budget)",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hyperinr.config import Config, ConfigError
+from hyperinr.models import registry
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,18 @@ def check_config(cfg: Config) -> None:
         for name, (lo, hi) in zip(names, params.ranges, strict=True):
             if not hi > lo:
                 _fail("dataset.params.ranges", f"range of '{name}' [{lo}, {hi}] is empty")
+    _check_methods(cfg.evaluate.methods)
     _check_sampling(cfg, len(names))
     _check_scene(cfg, task)
     _check_transfer_function(cfg.render.transfer_function, "render.transfer_function")
+
+
+def _check_methods(methods: tuple[str, ...]) -> None:
+    """The schema cannot list the methods: plugins register model kinds of their own."""
+    allowed = registry.method_names()
+    for name in methods:
+        if name not in allowed:
+            _fail("evaluate.methods", f"'{name}' is not one of {', '.join(allowed)}")
 
 
 def _check_sampling(cfg: Config, n_params: int) -> None:
@@ -102,11 +112,11 @@ def _check_sampling(cfg: Config, n_params: int) -> None:
     n_budget = cfg.ablation.budget_encoders  # ablation_architectures' HyperINR
     if h.k_nearest > n_budget:
         _fail("ablation.budget_encoders", f"{n_budget} is below hyperinr.k_nearest={h.k_nearest}")
-    if ds.gaussian.count + ds.uniform >= ds.n_params:
+    if ds.gaussian.count + ds.uniform >= ds.n_samples:
         _fail(
             "distill_set.gaussian.count",
             f"{ds.gaussian.count} Gaussian + {ds.uniform} uniform leave no Poisson-disk "
-            f"parameters of distill_set.n_params={ds.n_params}",
+            f"parameters of distill_set.n_samples={ds.n_samples}",
         )
 
 

@@ -20,7 +20,8 @@ Conventions shared by every format (the package's, see `hyperinr.grid`):
   separate scalars colour and threshold the same way for any C).
 * Parameter values are float64 and finite; attrs must survive a JSON round trip (numpy scalars
   and arrays are converted to plain numbers and lists first).
-* Every file is written beside the target and renamed into place (`hyperinr.infra.atomic`): a crash or
+* Every file is written beside the target and renamed into place (`hyperinr.infra.atomic`): a
+  crash or
   an error never leaves a partial file at ``path``, and an existing file stays intact.
 
 Why pyevtk for ``.vti``: it is a small pure-Python package with no dependency beyond numpy,

@@ -1,118 +1,28 @@
-# The paper's Sec. 6 sweeps (hyperinr/sweeps.py): `snakemake ablation_encoders`,
-# `snakemake ablation_hash` (every variant distils from the pipeline's teacher and set),
+# The paper's Sec. 6 sweeps (hyperinr/sweeps.py), one target each: `snakemake ablation_encoders`,
+# `snakemake ablation_hash` (variants of HyperINR, each an ordinary distill run from the
+# pipeline's teacher and set: rule distill, model ablation/<key>-<value>),
 # `snakemake ablation_architectures`, `snakemake ablation_shared_mlp` (models trained on the
-# training frames alone, hyperinr/stages/ablation_models.py).
-
-
-rule distill_variant:
-    input:
-        unpack(variant_inputs),
-    output:
-        model=f"{RESULTS}/ablation/{{variant}}/model.pt",
-        info=f"{RESULTS}/ablation/{{variant}}/info.json",
-    params:
-        cfg=variant_stage_config,
-        source=distill_sources,
-        out_dir=parent_of("model"),
-        launcher=trainer("distill")["launcher"],
-    log:
-        f"{LOGS}/ablation_{{variant}}.log",
-    threads: trainer("distill")["threads"]
-    resources:
-        gpu=trainer("distill")["gpu"],
-        runtime=resource("distill", "runtime"),
-        mem_mb=resource("distill", "mem_mb"),
-    conda:
-        "../envs/hyperinr.yaml"
-    shell:
-        "{params.launcher} distill --config-json {params.cfg:q} --threads {threads}"
-        " --dataset {input.dataset:q}"
-        " {params.source} --out-dir {params.out_dir:q} > {log:q} 2>&1"
-
-
-rule predict_variant:
-    input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        model=f"{RESULTS}/ablation/{{variant}}/model.pt",
-    output:
-        store=directory(f"{RESULTS}/ablation/predictions/{{variant}}.zarr"),
-        info=f"{RESULTS}/ablation/predictions/{{variant}}.json",
-    params:
-        cfg=stage_config("predict_hyperinr"),
-    log:
-        f"{LOGS}/predict_ablation_{{variant}}.log",
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
-    conda:
-        "../envs/hyperinr.yaml"
-    shell:
-        "hyperinr predict --config-json {params.cfg:q} --threads {threads} --method hyperinr"
-        " --dataset {input.dataset:q} --model {input.model:q} --out {output.store:q}"
-        " > {log:q} 2>&1"
-
-
-for _sweep in ("encoders", "hash"):
-
-    rule:
-        name:
-            f"ablation_{_sweep}"
-        input:
-            dataset=f"{RESULTS}/dataset.zarr",
-            predictions=list(ablation_predictions(_sweep).values()),
-            infos=[f"{RESULTS}/ablation/{v}/info.json" for v in ablation_variants(_sweep)],
-            reference=f"{RESULTS}/report/metrics.csv",
-        output:
-            per_frame=f"{RESULTS}/report/ablation_{_sweep}_frames.csv",
-            table=report(
-                f"{RESULTS}/report/ablation_{_sweep}.csv",
-                caption=f"../workflow/report/ablation_{_sweep}.rst",
-                category="Ablations",
-            ),
-            plot=report(
-                f"{RESULTS}/report/ablation_{_sweep}.png",
-                caption=f"../workflow/report/ablation_{_sweep}.rst",
-                category="Ablations",
-            ),
-        params:
-            sweep=_sweep,
-            preds=" ".join(f"--pred {v}={p}" for v, p in ablation_predictions(_sweep).items()),
-            infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
-        log:
-            f"{LOGS}/ablation_{_sweep}.log",
-        threads: 1
-        resources:
-            gpu=resource("evaluate", "gpu"),
-            runtime=resource("evaluate", "runtime"),
-            mem_mb=resource("evaluate", "mem_mb"),
-        conda:
-            "../envs/hyperinr.yaml"
-        shell:
-            "(hyperinr evaluate --dataset {input.dataset:q} {params.preds}"
-            " --out {output.per_frame:q} && hyperinr ablation-table --sweep {params.sweep}"
-            " --metrics {output.per_frame:q} {params.infos} --reference {input.reference:q}"
-            " --out-csv {output.table:q} --out-png {output.plot:q}) > {log:q} 2>&1"
+# training frames alone: rule ablation_model, hyperinr/stages/ablation_models.py). Every model
+# is predicted by rule predict (results/<name>/ablation/predictions/) and scored like a method.
 
 
 rule ablation_model:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
     output:
-        model=f"{RESULTS}/ablation/{{amodel}}/model.pt",
-        info=f"{RESULTS}/ablation/{{amodel}}/info.json",
+        model=model_file("ablation/{amodel}"),
+        info=model_info("ablation/{amodel}"),
     params:
         cfg=lambda wildcards: stage_config(f"ablation_{wildcards.amodel}"),
         out_dir=parent_of("model"),
-        launcher=trainer("distill")["launcher"],
+        launcher=trainer("ablation_model")["launcher"],
     log:
         f"{LOGS}/ablation_model_{{amodel}}.log",
-    threads: trainer("distill")["threads"]
+    benchmark:
+        benchmark_file("ablation_model", "{amodel}")
+    threads: trainer("ablation_model")["threads"]
     resources:
-        gpu=trainer("distill")["gpu"],
-        runtime=resource("distill", "runtime"),
-        mem_mb=resource("distill", "mem_mb"),
+        **resources_of("ablation_model"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -121,70 +31,75 @@ rule ablation_model:
         " --dataset {input.dataset:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
-rule predict_ablation_model:
+rule ablation_shared_mlp_render:
+    """Fig. 8B: renders of both designs at unseen frames (TSR volumes)."""
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        model=f"{RESULTS}/ablation/{{amodel}}/model.pt",
+        dataset=rules.ingest.output.store,
+        predictions=list(sweep_predictions("shared_mlp").values()),
     output:
-        store=directory(f"{RESULTS}/ablation/predictions/{{amodel}}.zarr"),
-        info=f"{RESULTS}/ablation/predictions/{{amodel}}.json",
+        png=report(
+            f"{REPORT}/ablation_shared_mlp_render.png",
+            caption="../workflow/report/ablation_shared_mlp_render.rst",
+            category="Ablations",
+        ),
+        csv=f"{REPORT}/ablation_shared_mlp_render.csv",
+        md=f"{REPORT}/ablation_shared_mlp_render.md",
     params:
-        cfg=ablation_predict_config,
-        kind=ablation_model_kind,
+        cfg=stage_config("renders"),
+        preds=pred_args(sweep_predictions("shared_mlp")),
     log:
-        f"{LOGS}/predict_ablation_{{amodel}}.log",
+        f"{LOGS}/ablation_shared_mlp_render.log",
+    benchmark:
+        benchmark_file("ablation_shared_mlp_render")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
+        **resources_of("ablation_shared_mlp_render"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr predict --config-json {params.cfg:q} --threads {threads}"
-        " --method {params.kind} --dataset {input.dataset:q} --model {input.model:q}"
-        " --out {output.store:q} > {log:q} 2>&1"
+        "hyperinr renders --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} {params.preds} --out-png {output.png:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
-for _sweep in MODEL_SWEEPS:
+for _sweep in SWEEP_NAMES:
 
     rule:
         name:
             f"ablation_{_sweep}"
         input:
-            dataset=f"{RESULTS}/dataset.zarr",
-            predictions=list(model_sweep_predictions(_sweep).values()),
-            infos=[f"{RESULTS}/ablation/{m}/info.json" for m in MODEL_SWEEPS[_sweep]],
-            reference=f"{RESULTS}/report/metrics.csv",
-            # Fig. 8B: renders of both designs at unseen frames (TSR volumes)
+            dataset=rules.ingest.output.store,
+            predictions=list(sweep_predictions(_sweep).values()),
+            infos=[model_info(f"ablation/{m}") for m in sweep_models(_sweep)],
+            reference=rules.evaluate.output.metrics,
             render=(
-                [f"{RESULTS}/report/ablation_shared_mlp_render.png"]
+                [rules.ablation_shared_mlp_render.output.png]
                 if _sweep == "shared_mlp" and TASK == "tsr"
                 else []
             ),
         output:
-            per_frame=f"{RESULTS}/report/ablation_{_sweep}_frames.csv",
+            per_frame=f"{REPORT}/ablation_{_sweep}_frames.csv",
             table=report(
-                f"{RESULTS}/report/ablation_{_sweep}.csv",
+                f"{REPORT}/ablation_{_sweep}.csv",
                 caption=f"../workflow/report/ablation_{_sweep}.rst",
                 category="Ablations",
             ),
             plot=report(
-                f"{RESULTS}/report/ablation_{_sweep}.png",
+                f"{REPORT}/ablation_{_sweep}.png",
                 caption=f"../workflow/report/ablation_{_sweep}.rst",
                 category="Ablations",
             ),
         params:
             sweep=_sweep,
-            preds=" ".join(f"--pred {m}={p}" for m, p in model_sweep_predictions(_sweep).items()),
-            infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+            preds=pred_args(sweep_predictions(_sweep)),
+            infos=infos_arg,
         log:
             f"{LOGS}/ablation_{_sweep}.log",
+        benchmark:
+            benchmark_file(f"ablation_{_sweep}")
         threads: 1
         resources:
-            gpu=resource("evaluate", "gpu"),
-            runtime=resource("evaluate", "runtime"),
-            mem_mb=resource("evaluate", "mem_mb"),
+            **resources_of(f"ablation_{_sweep}"),
         conda:
             "../envs/hyperinr.yaml"
         shell:
@@ -192,33 +107,3 @@ for _sweep in MODEL_SWEEPS:
             " --out {output.per_frame:q} && hyperinr ablation-table --sweep {params.sweep}"
             " --metrics {output.per_frame:q} {params.infos} --reference {input.reference:q}"
             " --out-csv {output.table:q} --out-png {output.plot:q}) > {log:q} 2>&1"
-
-
-rule ablation_shared_mlp_render:
-    input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        predictions=list(model_sweep_predictions("shared_mlp").values()),
-    output:
-        png=report(
-            f"{RESULTS}/report/ablation_shared_mlp_render.png",
-            caption="../workflow/report/ablation_shared_mlp_render.rst",
-            category="Ablations",
-        ),
-        csv=f"{RESULTS}/report/ablation_shared_mlp_render.csv",
-        md=f"{RESULTS}/report/ablation_shared_mlp_render.md",
-    params:
-        cfg=stage_config("renders"),
-        preds=" ".join(f"--pred {m}={p}" for m, p in model_sweep_predictions("shared_mlp").items()),
-    log:
-        f"{LOGS}/ablation_shared_mlp_render.log",
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
-    conda:
-        "../envs/hyperinr.yaml"
-    shell:
-        "hyperinr renders --config-json {params.cfg:q} --threads {threads}"
-        " --dataset {input.dataset:q} {params.preds} --out-png {output.png:q}"
-        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

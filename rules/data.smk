@@ -7,11 +7,11 @@ rule simulate:
         out_dir=parent_of("h5"),
     log:
         f"logs/simulate/{Path(config['simulate']['output_dir']).name}.log",
+    benchmark:
+        f"logs/simulate/{Path(config['simulate']['output_dir']).name}.benchmark.tsv"
     threads: 1
     resources:
-        gpu=resource("simulate", "gpu"),
-        runtime=resource("simulate", "runtime"),
-        mem_mb=resource("simulate", "mem_mb"),
+        **resources_of("simulate"),
     conda:
         "../envs/sim.yaml"
     shell:
@@ -29,11 +29,11 @@ rule scene:
         out_dir=parent_of("frames"),
     log:
         f"logs/scene/{Path(config['scene']['output_dir']).name}.log",
+    benchmark:
+        f"logs/scene/{Path(config['scene']['output_dir']).name}.benchmark.tsv"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("scene", "gpu"),
-        runtime=resource("scene", "runtime"),
-        mem_mb=resource("scene", "mem_mb"),
+        **resources_of("scene"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -45,18 +45,18 @@ rule ingest:
     input:
         dataset_files(),
     output:
-        directory(f"{RESULTS}/dataset.zarr"),
+        store=directory(DATASET),
     params:
         cfg=stage_config("ingest"),
     log:
         f"{LOGS}/ingest.log",
+    benchmark:
+        benchmark_file("ingest")
     threads: 1
     resources:
-        gpu=resource("ingest", "gpu"),
-        runtime=resource("ingest", "runtime"),
-        mem_mb=resource("ingest", "mem_mb"),
+        **resources_of("ingest"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr ingest --config-json {params.cfg:q} --threads {threads} --out {output:q}"
+        "hyperinr ingest --config-json {params.cfg:q} --threads {threads} --out {output.store:q}"
         " > {log:q} 2>&1"

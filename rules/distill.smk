@@ -1,31 +1,31 @@
 rule distill_set_shard:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        teacher=f"{RESULTS}/teacher/model.pt",
+        dataset=rules.ingest.output.store,
+        teacher=rules.teacher.output.model,
     output:
-        directory(f"{RESULTS}/distill_set/shards/shard_{{shard}}.zarr"),
+        store=directory(f"{RESULTS}/distill_set/shards/shard_{{shard}}.zarr"),
     params:
         cfg=stage_config("distill_set"),
     log:
         f"{LOGS}/distill_set/shard_{{shard}}.log",
+    benchmark:
+        benchmark_file("distill_set_shard", "{shard}")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("distill_set_shard", "gpu"),
-        runtime=resource("distill_set_shard", "runtime"),
-        mem_mb=resource("distill_set_shard", "mem_mb"),
+        **resources_of("distill_set_shard"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr distill-set-shard --config-json {params.cfg:q} --threads {threads}"
-        " --dataset {input.dataset:q}"
-        " --teacher {input.teacher:q} --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
+        " --dataset {input.dataset:q} --teacher {input.teacher:q} --shard {wildcards.shard}"
+        " --out {output.store:q} > {log:q} 2>&1"
 
 
 rule distill_set:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        teacher=f"{RESULTS}/teacher/model.pt",
-        shards=distill_shards(),
+        dataset=rules.ingest.output.store,
+        teacher=rules.teacher.output.model,
+        shards=expand(rules.distill_set_shard.output.store, shard=range(n_shards())),
     output:
         store=directory(f"{RESULTS}/distill_set.zarr"),
         info=f"{RESULTS}/distill_set_info.json",
@@ -34,11 +34,11 @@ rule distill_set:
         shards_dir=lambda wildcards, input: str(Path(input.shards[0]).parent),
     log:
         f"{LOGS}/distill_set.log",
+    benchmark:
+        benchmark_file("distill_set")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("distill_set", "gpu"),
-        runtime=resource("distill_set", "runtime"),
-        mem_mb=resource("distill_set", "mem_mb"),
+        **resources_of("distill_set"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -48,12 +48,14 @@ rule distill_set:
         " --out {output.store:q} > {log:q} 2>&1"
 
 
+# The pipeline's HyperINR, each targets_mode's hyperinr_<mode> (rule target_modes) and the
+# sweeps' variants ablation/<key>-<value> (rules/ablation.smk): one distill run each.
 rule distill:
     input:
         unpack(distill_inputs),
     output:
-        model=f"{RESULTS}/{{model}}/model.pt",
-        info=f"{RESULTS}/{{model}}/info.json",
+        model=model_file("{model}"),
+        info=model_info("{model}"),
     params:
         cfg=distill_config,
         source=distill_sources,
@@ -61,11 +63,11 @@ rule distill:
         launcher=trainer("distill")["launcher"],
     log:
         f"{LOGS}/distill_{{model}}.log",
+    benchmark:
+        benchmark_file("distill", "{model}")
     threads: trainer("distill")["threads"]
     resources:
-        gpu=trainer("distill")["gpu"],
-        runtime=resource("distill", "runtime"),
-        mem_mb=resource("distill", "mem_mb"),
+        **resources_of("distill"),
     conda:
         "../envs/hyperinr.yaml"
     shell:

@@ -1,49 +1,50 @@
+# Every model's frames, the pipeline's (results/<name>/predictions/<method>.zarr) and the
+# sweeps' (results/<name>/ablation/predictions/<model>.zarr, prefix "ablation/").
 rule predict:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
         model=model_for,
     output:
-        store=directory(f"{RESULTS}/predictions/{{method}}.zarr"),
-        info=f"{RESULTS}/predictions/{{method}}.json",
+        store=directory(prediction("{method}", "{prefix}")),
+        info=prediction_info("{method}", "{prefix}"),
     params:
-        cfg=lambda wildcards: stage_config(f"predict_{predict_kind(wildcards)}"),
-        kind=predict_kind,
+        cfg=predict_config,
+        method=predict_method,
         model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
     log:
-        f"{LOGS}/predict_{{method}}.log",
+        f"{LOGS}/{{prefix}}predict_{{method}}.log",
+    benchmark:
+        benchmark_file("predict", "{prefix}{method}")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=lambda wildcards: 0 if wildcards.method == "lerp" else resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
+        **resources_of("predict", gpu=predict_gpu),
     conda:
         "../envs/hyperinr.yaml"
     shell:
         "hyperinr predict --config-json {params.cfg:q} --threads {threads}"
-        " --method {params.kind}"
-        " --dataset {input.dataset:q} {params.model} --out {output.store:q} > {log:q} 2>&1"
+        " {params.method} --dataset {input.dataset:q} {params.model} --out {output.store:q} > {log:q} 2>&1"
 
 
 rule evaluate:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
         predictions=list(predictions().values()),
     output:
         metrics=report(
-            f"{RESULTS}/report/metrics.csv",
+            f"{REPORT}/metrics.csv",
             caption="../workflow/report/metrics.rst",
             category="Metrics",
         ),
-        provenance=f"{RESULTS}/report/metrics.provenance.json",
+        provenance=f"{REPORT}/metrics.provenance.json",
     params:
-        preds=pred_args(),
+        preds=pred_args(predictions()),
     log:
         f"{LOGS}/evaluate.log",
+    benchmark:
+        benchmark_file("evaluate")
     threads: 1
     resources:
-        gpu=resource("evaluate", "gpu"),
-        runtime=resource("evaluate", "runtime"),
-        mem_mb=resource("evaluate", "mem_mb"),
+        **resources_of("evaluate"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -51,77 +52,33 @@ rule evaluate:
         " --out {output.metrics:q} > {log:q} 2>&1"
 
 
-rule report:
-    input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        metrics=f"{RESULTS}/report/metrics.csv",
-        predictions=list(predictions().values()),
-        infos=stage_infos(),
-        sections=task_sections(),
-    output:
-        summary=report(
-            f"{RESULTS}/report/summary.md",
-            caption="../workflow/report/summary.rst",
-            category="Summary",
-        ),
-        plot=report(
-            f"{RESULTS}/report/psnr_ssim.png",
-            caption="../workflow/report/psnr_ssim.rst",
-            category="Metrics",
-        ),
-        slices=report(
-            f"{RESULTS}/report/slices.png",
-            caption="../workflow/report/slices.rst",
-            category="Images",
-        ),
-    params:
-        cfg=stage_config("report"),
-        preds=pred_args(),
-        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
-        sections=lambda wildcards, input: " ".join(f"--section {p}" for p in input.sections),
-        out_dir=parent_of("summary"),
-    log:
-        f"{LOGS}/report.log",
-    threads: 1
-    resources:
-        gpu=resource("report", "gpu"),
-        runtime=resource("report", "runtime"),
-        mem_mb=resource("report", "mem_mb"),
-    conda:
-        "../envs/hyperinr.yaml"
-    shell:
-        "hyperinr report --config-json {params.cfg:q} --dataset {input.dataset:q}"
-        " --metrics {input.metrics:q} {params.preds} {params.infos} {params.sections}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
-
-
 rule target_modes:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        predictions=list(target_mode_predictions().values()),
-        infos=[f"{RESULTS}/hyperinr_{m}/info.json" for m in TARGET_MODES],
+        dataset=rules.ingest.output.store,
+        predictions=list(predictions([*MODE_MODELS, "teacher", "lerp"]).values()),
+        infos=[model_info(m) for m in MODE_MODELS],
     output:
         metrics=report(
-            f"{RESULTS}/report/target_modes.csv",
+            f"{REPORT}/target_modes.csv",
             caption="../workflow/report/target_modes.rst",
             category="Target modes",
         ),
-        provenance=f"{RESULTS}/report/target_modes.provenance.json",
+        provenance=f"{REPORT}/target_modes.provenance.json",
         summary=report(
-            f"{RESULTS}/report/target_modes.md",
+            f"{REPORT}/target_modes.md",
             caption="../workflow/report/target_modes.rst",
             category="Target modes",
         ),
     params:
-        preds=" ".join(f"--pred {m}={p}" for m, p in target_mode_predictions().items()),
-        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+        preds=pred_args(predictions([*MODE_MODELS, "teacher", "lerp"])),
+        infos=infos_arg,
     log:
         f"{LOGS}/target_modes.log",
+    benchmark:
+        benchmark_file("target_modes")
     threads: 1
     resources:
-        gpu=resource("evaluate", "gpu"),
-        runtime=resource("evaluate", "runtime"),
-        mem_mb=resource("evaluate", "mem_mb"),
+        **resources_of("target_modes"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -132,23 +89,23 @@ rule target_modes:
 
 rule view_gain:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        metrics=f"{RESULTS}/report/metrics.csv",
+        dataset=rules.ingest.output.store,
+        metrics=rules.evaluate.output.metrics,
     output:
         png=report(
-            f"{RESULTS}/report/view_gain.png",
+            f"{REPORT}/view_gain.png",
             caption="../workflow/report/view_gain.rst",
             category="Metrics",
         ),
-        md=f"{RESULTS}/report/view_gain.md",
-        json=f"{RESULTS}/report/view_gain.json",
+        md=f"{REPORT}/view_gain.md",
+        json=f"{REPORT}/view_gain.json",
     log:
         f"{LOGS}/view_gain.log",
+    benchmark:
+        benchmark_file("view_gain")
     threads: 1
     resources:
-        gpu=resource("evaluate", "gpu"),
-        runtime=resource("evaluate", "runtime"),
-        mem_mb=resource("evaluate", "mem_mb"),
+        **resources_of("view_gain"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -158,28 +115,28 @@ rule view_gain:
 
 rule shadows:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        scene=scene_files(config["scene"]["output_dir"])[0],
-        model=f"{RESULTS}/hyperinr/model.pt",
-        predictions=list(shadow_predictions().values()),
+        dataset=rules.ingest.output.store,
+        scene=rules.scene.output.frames,
+        model=model_file("hyperinr"),
+        predictions=list(predictions().values()),  # every evaluated method's shadow volumes
     output:
         png=report(
-            f"{RESULTS}/report/shadow_sweep.png",
+            f"{REPORT}/shadow_sweep.png",
             caption="../workflow/report/shadow_sweep.rst",
             category="Images",
         ),
-        csv=f"{RESULTS}/report/shadow_renders.csv",
-        md=f"{RESULTS}/report/shadows.md",
+        csv=f"{REPORT}/shadow_renders.csv",
+        md=f"{REPORT}/shadows.md",
     params:
         cfg=stage_config("shadows"),
-        preds=" ".join(f"--pred {m}={p}" for m, p in shadow_predictions().items()),
+        preds=pred_args(predictions()),
     log:
         f"{LOGS}/shadows.log",
+    benchmark:
+        benchmark_file("shadows")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
+        **resources_of("shadows"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -191,27 +148,27 @@ rule shadows:
 
 rule speed:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
-        teacher=f"{RESULTS}/teacher/model.pt",
-        model=f"{RESULTS}/hyperinr/model.pt",
+        dataset=rules.ingest.output.store,
+        teacher=rules.teacher.output.model,
+        model=model_file("hyperinr"),
         infos=[i for i in stage_infos() if i.endswith("info.json")],
     output:
         csv=report(
-            f"{RESULTS}/report/speed.csv",
+            f"{REPORT}/speed.csv",
             caption="../workflow/report/speed.rst",
             category="Speed",
         ),
-        md=f"{RESULTS}/report/speed.md",
+        md=f"{REPORT}/speed.md",
     params:
         cfg=stage_config("speed"),
-        infos=lambda wildcards, input: " ".join(f"--info {p}" for p in input.infos),
+        infos=infos_arg,
     log:
         f"{LOGS}/speed.log",
+    benchmark:
+        benchmark_file("speed")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
+        **resources_of("speed"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -225,22 +182,22 @@ rule renders:
         **render_inputs(),
     output:
         png=report(
-            f"{RESULTS}/report/renders.png",
+            f"{REPORT}/renders.png",
             caption="../workflow/report/renders.rst",
             category="Images",
         ),
-        csv=f"{RESULTS}/report/renders.csv",
-        md=f"{RESULTS}/report/renders.md",
+        csv=f"{REPORT}/renders.csv",
+        md=f"{REPORT}/renders.md",
     params:
         cfg=stage_config("renders"),
         args=render_args,
     log:
         f"{LOGS}/renders.log",
+    benchmark:
+        benchmark_file("renders")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("predict", "gpu"),
-        runtime=resource("predict", "runtime"),
-        mem_mb=resource("predict", "mem_mb"),
+        **resources_of("renders"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -255,22 +212,22 @@ rule explore_snapshots:
         **explore_inputs(),
     output:
         png=report(
-            f"{RESULTS}/report/explore_snapshots.png",
+            f"{REPORT}/explore_snapshots.png",
             caption="../workflow/report/explore_snapshots.rst",
             category="Images",
         ),
-        csv=f"{RESULTS}/report/explore_snapshots.csv",
+        csv=f"{REPORT}/explore_snapshots.csv",
     params:
         cfg=stage_config("explore_snapshots"),
         scene=lambda wildcards, input: f"--scene {input.scene}" if "scene" in input.keys() else "",
         methods=",".join(config["evaluate"]["methods"]),
     log:
         f"{LOGS}/explore_snapshots.log",
+    benchmark:
+        benchmark_file("explore_snapshots")
     threads: config["runtime"]["threads"]
     resources:
-        gpu=resource("explore_snapshots", "gpu"),
-        runtime=resource("explore_snapshots", "runtime"),
-        mem_mb=resource("explore_snapshots", "mem_mb"),
+        **resources_of("explore_snapshots"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -278,3 +235,47 @@ rule explore_snapshots:
         " --model {input.model:q} --dataset {input.dataset:q} {params.scene}"
         " --methods {params.methods:q}"
         " --out-png {output.png:q} --out-csv {output.csv:q} > {log:q} 2>&1"
+
+
+rule report:
+    input:
+        dataset=rules.ingest.output.store,
+        metrics=rules.evaluate.output.metrics,
+        predictions=list(predictions().values()),
+        infos=stage_infos(),
+        sections=task_sections(),
+    output:
+        summary=report(
+            f"{REPORT}/summary.md",
+            caption="../workflow/report/summary.rst",
+            category="Summary",
+        ),
+        plot=report(
+            f"{REPORT}/psnr_ssim.png",
+            caption="../workflow/report/psnr_ssim.rst",
+            category="Metrics",
+        ),
+        slices=report(
+            f"{REPORT}/slices.png",
+            caption="../workflow/report/slices.rst",
+            category="Images",
+        ),
+    params:
+        cfg=stage_config("report"),
+        preds=pred_args(predictions()),
+        infos=infos_arg,
+        sections=lambda wildcards, input: " ".join(f"--section {p}" for p in input.sections),
+        out_dir=parent_of("summary"),
+    log:
+        f"{LOGS}/report.log",
+    benchmark:
+        benchmark_file("report")
+    threads: 1
+    resources:
+        **resources_of("report"),
+    conda:
+        "../envs/hyperinr.yaml"
+    shell:
+        "hyperinr report --config-json {params.cfg:q} --dataset {input.dataset:q}"
+        " --metrics {input.metrics:q} {params.preds} {params.infos} {params.sections}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -1,20 +1,20 @@
 rule teacher:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
     output:
-        model=f"{RESULTS}/teacher/model.pt",
-        info=f"{RESULTS}/teacher/info.json",
+        model=model_file("teacher"),
+        info=model_info("teacher"),
     params:
         cfg=stage_config("teacher"),
         out_dir=parent_of("model"),
         launcher=trainer("teacher")["launcher"],
     log:
         f"{LOGS}/teacher.log",
+    benchmark:
+        benchmark_file("teacher")
     threads: trainer("teacher")["threads"]
     resources:
-        gpu=trainer("teacher")["gpu"],
-        runtime=resource("teacher", "runtime"),
-        mem_mb=resource("teacher", "mem_mb"),
+        **resources_of("teacher"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -25,21 +25,21 @@ rule teacher:
 
 rule teacher_validation:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
     output:
-        model=f"{RESULTS}/teacher_validation/model.pt",
-        info=f"{RESULTS}/teacher_validation/info.json",
+        model=model_file("teacher_validation"),
+        info=model_info("teacher_validation"),
     params:
         cfg=stage_config("teacher_validation"),
         out_dir=parent_of("model"),
         launcher=trainer("teacher_validation")["launcher"],
     log:
         f"{LOGS}/teacher_validation.log",
+    benchmark:
+        benchmark_file("teacher_validation")
     threads: trainer("teacher_validation")["threads"]
     resources:
-        gpu=trainer("teacher_validation")["gpu"],
-        runtime=resource("teacher_validation", "runtime"),
-        mem_mb=resource("teacher_validation", "mem_mb"),
+        **resources_of("teacher_validation"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
@@ -50,21 +50,21 @@ rule teacher_validation:
 
 rule baseline:
     input:
-        dataset=f"{RESULTS}/dataset.zarr",
+        dataset=rules.ingest.output.store,
     output:
-        model=f"{RESULTS}/{{baseline}}/model.pt",
-        info=f"{RESULTS}/{{baseline}}/info.json",
+        model=model_file("{baseline}"),
+        info=model_info("{baseline}"),
     params:
         cfg=lambda wildcards: stage_config(f"baseline_{wildcards.baseline}"),
         out_dir=parent_of("model"),
         launcher=trainer("baseline")["launcher"],
     log:
         f"{LOGS}/baseline_{{baseline}}.log",
+    benchmark:
+        benchmark_file("baseline", "{baseline}")
     threads: trainer("baseline")["threads"]
     resources:
-        gpu=trainer("baseline")["gpu"],
-        runtime=baseline_resource("runtime"),
-        mem_mb=baseline_resource("mem_mb"),
+        **resources_of("baseline"),
     conda:
         "../envs/hyperinr.yaml"
     shell:

@@ -6,20 +6,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from _synthetic import smooth_field, write_dataset
 
-from hyperinr.evaluate.ablation import summarise_models
-from hyperinr.sweeps import MODEL_SWEEPS
 from hyperinr.config import Config
-from hyperinr.training.targets import GroundTruthTargets
+from hyperinr.evaluate.ablation import summarise_models
 from hyperinr.grid import flat_to_coords, grid_coords
-from hyperinr.models.baselines import parameter_count
 from hyperinr.models.hyperinr import HyperINR, load_hyperinr
 from hyperinr.models.independent import IndependentINRs, load_independent, save_independent
+from hyperinr.models.model_file import parameter_count
 from hyperinr.stages.ablation_models import (
     LOG2_T_RANGE,
     hyperinr_parameter_count,
@@ -27,9 +26,11 @@ from hyperinr.stages.ablation_models import (
     model_config,
     train_ablation_model,
 )
-from hyperinr.stages.baseline import build_baseline
+from hyperinr.stages.baseline import baseline_kind
 from hyperinr.stages.common import load_dataset_meta, teacher_parameter_count
 from hyperinr.stages.predict import predict
+from hyperinr.sweeps import MODEL_SWEEPS
+from hyperinr.training.targets import GroundTruthTargets
 
 ENC = {
     "otype": "HashGrid",
@@ -163,7 +164,7 @@ def _cfg(steps: int = 300) -> Config:
                       "hashinr": {"encoding": ENC, "n_bins": 4, "network": NET},
                       "train": {**train, "lr": 2e-3}},
         "ablation": {"steps": steps, "budget_encoders": 2},
-        "evaluate": {"batch_size": 256},
+        "predict": {"batch_size": 256},
         "runtime": {"device": "cpu", "threads": 1, "seed": 0},
     })  # fmt: skip
 
@@ -183,15 +184,15 @@ def test_model_config_sizes_every_budget_model_to_the_teacher(tiny_tsr):
     best = min(abs(c - budget) for c in counts.values())
     assert abs(counts[h.encoding["log2_hashmap_size"]] - budget) == best
     with torch.device("meta"):
-        nc = parameter_count(build_baseline("neurcomp", derived["neurcomp"][0], meta))
-        hs = parameter_count(build_baseline("hashinr", derived["hashinr"][0], meta))
+        nc = parameter_count(baseline_kind("neurcomp").build(derived["neurcomp"][0], meta))
+        hs = parameter_count(baseline_kind("hashinr").build(derived["hashinr"][0], meta))
     assert abs(nc - budget) / budget < 0.1, (nc, budget)
     plain = cfg.to_dict()
 
     def hashinr_count(k):
         plain["baselines"]["hashinr"]["encoding"]["log2_hashmap_size"] = k
         with torch.device("meta"):
-            return parameter_count(build_baseline("hashinr", Config.from_dict(plain), meta))
+            return parameter_count(baseline_kind("hashinr").build(Config.from_dict(plain), meta))
 
     assert abs(hs - budget) == min(abs(hashinr_count(k) - budget) for k in LOG2_T_RANGE)
     shared = derived["shared_mlp"][0].hyperinr
@@ -226,6 +227,29 @@ def test_shared_and_independent_fit_the_frames_and_predict(tiny_tsr, tmp_path):
             assert -10 * np.log10(err) > 10 * np.log10(1 / np.var(truth[i])) + 10, (name, i)
         pred_store = predict(cfg, kind, tiny_tsr, out, tmp_path / f"{name}.zarr")
         assert pred_store.exists()
+
+
+def test_every_model_records_its_name_and_budget_as_it_publishes(tiny_tsr, tmp_path, monkeypatch):
+    """info.json is written once, by train_and_publish, with the model's name and budget (the
+    sweep table reads both): nothing rewrites a published record."""
+    from hyperinr.stages import common
+
+    writes = []
+
+    def spy(path, stage, wall_seconds, **extra):
+        writes.append((Path(path).parent.name, extra.get("ablation_model"), extra.get("budget")))
+        return write_info(path, stage, wall_seconds, **extra)
+
+    write_info = common.write_info
+    monkeypatch.setattr(common, "write_info", spy)
+    cfg = _cfg(steps=3)
+    meta, _ = load_dataset_meta(tiny_tsr)
+    models = [m for sweep in MODEL_SWEEPS.values() for m in sweep]
+    for name in models:
+        train_ablation_model(cfg, name, tiny_tsr, tmp_path / name)
+        info = json.loads((tmp_path / name / "info.json").read_text())
+        assert (info["ablation_model"], info["budget"]) == (name, model_config(cfg, name, meta)[1])
+    assert writes == [(n, n, model_config(cfg, n, meta)[1]) for n in models]
 
 
 def _metrics_csv(path, methods):

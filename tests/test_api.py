@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import hyperinr
-from hyperinr.grid import grid_coords
+from hyperinr.grid import field_values, grid_coords
 from hyperinr.models.coordnet import CoordNet, save_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
 from hyperinr.render import Camera
-from hyperinr.stages.predict import inr_volume
 from tests._synthetic import smooth_field, write_dataset
 
 ENC = {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2, "log2_hashmap_size": 8,
@@ -54,7 +53,7 @@ def test_generate_matches_the_predict_stage_in_physical_units(run):
     m = hyperinr.load(run / "hyperinr" / "model.pt", device="cpu")
     inr = m.generate(t=3.0)
     model, meta = hyperinr.models.hyperinr.load_hyperinr(run / "hyperinr" / "model.pt", "cpu")
-    ref01 = inr_volume(model.generate(np.array([0.75])), DIMS, 1000, torch.device("cpu"))
+    ref01 = field_values(model.generate(np.array([0.75])), DIMS, 1, 1000, torch.device("cpu"))
     lo, hi = meta["value_range"]
     np.testing.assert_allclose(inr.volume(), (lo + ref01 * (hi - lo)).reshape(DIMS), rtol=1e-6)
     assert inr.params == {"t": 3.0}

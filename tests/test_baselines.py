@@ -16,15 +16,13 @@ from hyperinr.grid import grid_coords
 from hyperinr.models.baselines import (
     HashINR,
     NeurComp,
-    evaluate_baseline,
-    load_baseline,
     neurcomp_parameter_count,
     neurcomp_width_for_budget,
-    parameter_count,
-    save_baseline,
 )
 from hyperinr.models.coordnet import CoordNet
-from hyperinr.stages.baseline import build_baseline, train_baseline
+from hyperinr.models.direct import evaluate_direct
+from hyperinr.models.model_file import parameter_count
+from hyperinr.stages.baseline import baseline_kind, train_baseline
 from hyperinr.stages.common import load_dataset_meta
 from hyperinr.stages.predict import predict
 
@@ -47,7 +45,7 @@ def _tiny_config(steps: int = 400, lr: float = 2e-3) -> Config:
             "train": {"steps": steps, "batch_size": 1024, "lr": lr, "lr_decay": 0.1,
                       "checkpoint_every": 100},
         },
-        "evaluate": {"batch_size": 200},
+        "predict": {"batch_size": 200},
         "runtime": {"device": "cpu", "threads": 1, "seed": 0},
     })
 
@@ -74,12 +72,12 @@ def test_baseline_overfits_the_training_frames(tiny_dataset, tmp_path, name):
     info = json.loads((tmp_path / name / "info.json").read_text())
     assert info["stage"] == f"baseline_{name}" and info["steps"] == 400
     assert not (tmp_path / name / "checkpoint.pt").exists()  # discarded after publishing
-    model, state = load_baseline(out, name, torch.device("cpu"))
+    model, state = baseline_kind(name).load(out, torch.device("cpu"))
     assert state["produced_by"]["stage"] == f"baseline_{name}"
     meta, store = load_dataset_meta(tiny_dataset)
     truth = store.frames[...].reshape(3, -1).astype(np.float64)
     x = grid_coords(meta.dims)
-    pred = np.stack([evaluate_baseline(model, meta.params01[i], x)[:, 0].numpy()
+    pred = np.stack([evaluate_direct(model, meta.params01[i], x)[:, 0].numpy()
                      for i in range(3)])
     # the mean scores 16 dB here, the per-voxel mean over frames (theta ignored) 18 dB; the
     # fitted models reach 45-48 dB (seeds 0 and 1)
@@ -108,10 +106,10 @@ def test_budget_defaults_to_the_teacher_count(tiny_dataset):
     meta, _ = load_dataset_meta(tiny_dataset)
     cfg = Config.from_dict({"teacher": {"widths": [64, 128, 256], "hidden_blocks": 10}})
     teacher = parameter_count(CoordNet(4, 1, (64, 128, 256), 10))
-    model = build_baseline("neurcomp", cfg, meta)
+    model = baseline_kind("neurcomp").build(cfg, meta)
     assert abs(parameter_count(model) - teacher) / teacher < 0.01
     paper = Config.from_dict({"baselines": {"neurcomp": {"budget": 2_150_000}}})
-    assert build_baseline("neurcomp", paper, meta).width == 327
+    assert baseline_kind("neurcomp").build(paper, meta).width == 327
 
 
 def test_hashinr_budget_at_the_papers_table_size():
@@ -144,15 +142,15 @@ def test_save_load_round_trip(tmp_path, name):
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     path = tmp_path / "model.pt"
-    save_baseline(path, model, {"dims": [4, 4, 4]})
-    loaded, state = load_baseline(path, name, torch.device("cpu"))
+    baseline_kind(model.kind).save(path, model, {"dims": [4, 4, 4]})
+    loaded, state = baseline_kind(name).load(path, torch.device("cpu"))
     assert state["dims"] == [4, 4, 4] and loaded.arch() == model.arch()
     theta, x = torch.rand(64, 2), torch.rand(64, 3)
-    expected = evaluate_baseline(model.eval(), theta, x)
-    assert torch.equal(evaluate_baseline(loaded, theta, x), expected)
+    expected = evaluate_direct(model.eval(), theta, x)
+    assert torch.equal(evaluate_direct(loaded, theta, x), expected)
     other = "hashinr" if name == "neurcomp" else "neurcomp"
     with pytest.raises(ValueError, match=str(path)):
-        load_baseline(path, other, torch.device("cpu"))
+        baseline_kind(other).load(path, torch.device("cpu"))
 
 
 def test_predict_writes_every_frame(tiny_dataset, tmp_path):
@@ -168,7 +166,8 @@ def test_predict_writes_every_frame(tiny_dataset, tmp_path):
     assert info["stage"] == "predict_hashinr" and info["frames"] == 3
     assert info["voxels_per_second"] > 0
     wrong = tmp_path / "wrong.pt"
-    save_baseline(wrong, HashINR(2, 3, 1, TINY_HASH, 4, TINY_NET), {"dims": [8, 8, 8]})
+    wrong_model = HashINR(2, 3, 1, TINY_HASH, 4, TINY_NET)
+    baseline_kind("hashinr").save(wrong, wrong_model, {"dims": [8, 8, 8]})
     with pytest.raises(ValueError, match="another dataset layout"):
         predict(cfg, "hashinr", tiny_dataset, wrong, tmp_path / "w.zarr")
 

@@ -1,4 +1,5 @@
-"""Data-parallel training (hyperinr.training.distributed + hyperinr/training/loop.py) on 2 or 4 CPU processes (gloo).
+"""Data-parallel training (hyperinr.training.distributed + hyperinr/training/loop.py) on 2 or 4
+CPU processes (gloo).
 
 The DDP tests start this very file under torchrun (`python -m torch.distributed.run
 --standalone --nproc_per_node N tests/test_ddp.py MODE OUT`, 1 thread per process, bounded by a
@@ -33,8 +34,8 @@ import numpy as np
 import pytest
 import torch
 
-from hyperinr.training import distributed
 from hyperinr.config import TrainConfig
+from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,11 +21,10 @@ import pytest
 import torch
 import zarr
 
-from hyperinr.infra import provenance
 from hyperinr.cli import main
 from hyperinr.config import Config
-from hyperinr.training.loader import DistillSet
 from hyperinr.data.store import open_dataset, write_dataset
+from hyperinr.infra import provenance
 from hyperinr.models.coordnet import CoordNet, save_teacher, teacher_values
 from hyperinr.stages import distill_set as ds_mod
 from hyperinr.stages.distill_set import (
@@ -36,11 +35,12 @@ from hyperinr.stages.distill_set import (
     shard_path,
     verify_shard,
 )
+from hyperinr.training.loader import DistillSet
 
 DIMS = (8, 8, 8)
 CFG = {
     "teacher": {"widths": [8, 8], "hidden_blocks": 0},
-    "distill_set": {"n_params": 10, "shard_size": 4, "dtype": "float16", "batch_size": 200},
+    "distill_set": {"n_samples": 10, "shard_size": 4, "dtype": "float16", "batch_size": 200},
     "runtime": {"threads": 1, "device": "cpu", "seed": 0},
 }
 
@@ -126,7 +126,7 @@ def test_set_holds_the_teachers_volumes(case, tmp_path):
 
 def test_subset_mode_stores_points_and_their_coordinates(case, tmp_path):
     dataset, teacher = case
-    cfg = make_config(mode="subset", points_per_param=100, dtype="float32")
+    cfg = make_config(coverage="subset", points_per_param=100, dtype="float32")
     out = build_distill_set(cfg, dataset, teacher, tmp_path / "distill_set.zarr")
     s = DistillSet(out)
     assert s.mode == "subset" and (s.n_params, s.n_points) == (10, 100)
@@ -260,7 +260,7 @@ def test_config_change_forces_recompute(case, tmp_path):
     assert s.attrs["produced_by"]["hash"] != old_hash and s.values_dtype == np.float32
 
     # a seed change alters subset coordinates, so it is part of the set's hash too
-    a = make_config(mode="subset")
+    a = make_config(coverage="subset")
     b = Config.from_dict({**a.to_dict(), "runtime": {**a.to_dict()["runtime"], "seed": 1}})
     assert provenance.record("distill_set", a, {}) != provenance.record("distill_set", b, {})
 

@@ -10,7 +10,6 @@ tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import socket
@@ -22,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._workflow import LOCAL_ENV, ROOT, snakemake
+
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LOCAL_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HYPERINR_")}
 RESULTS = "results/tgv16_test"
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
@@ -36,21 +35,6 @@ def hyperinr_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, env=LOCAL_ENV)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """The tiny config's teacher and HyperINR, trained by the workflow in a fresh copy."""
-    work = tmp_path_factory.mktemp("explore")
-    for name in ("Snakefile", "rules", "workflow", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml",
-           "--until", "distill"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900,
-                          env=LOCAL_ENV)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return work
 
 
 def _png(data: bytes) -> np.ndarray:
@@ -65,56 +49,52 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_export_formats_open_in_vtk_and_xarray(tiny):
+def test_export_formats_open_in_vtk_and_xarray(tiny_run, tmp_path):
     import xarray as xr
     from vtkmodules.util.numpy_support import vtk_to_numpy
     from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
     import hyperinr
 
-    model = tiny / RESULTS / "hyperinr" / "model.pt"
+    model = tiny_run / RESULTS / "hyperinr" / "model.pt"
     expected = hyperinr.load(model, device="cpu").generate(t=1.5).volume()
     for fmt in ("vti", "nc", "npz", "raw"):
         hyperinr_cli("export", "--model", str(model), "--param", "t=1.5", "--format", fmt,
-                     "--out", f"v.{fmt}", cwd=tiny)  # fmt: skip
+                     "--out", f"v.{fmt}", cwd=tmp_path)  # fmt: skip
     reader = vtkXMLImageDataReader()
-    reader.SetFileName(str(tiny / "v.vti"))
+    reader.SetFileName(str(tmp_path / "v.vti"))
     reader.Update()
     img = reader.GetOutput()
     assert img.GetDimensions() == (16, 16, 16)
     got = vtk_to_numpy(img.GetPointData().GetArray("value")).reshape(16, 16, 16)
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    with xr.open_dataset(tiny / "v.nc", engine="h5netcdf") as ds:
+    with xr.open_dataset(tmp_path / "v.nc", engine="h5netcdf") as ds:
         np.testing.assert_allclose(ds["value"].values, expected, rtol=1e-6)
         assert float(ds["t"]) == 1.5
-    np.testing.assert_allclose(np.load(tiny / "v.npz", allow_pickle=False)["value"], expected)
-    raw = np.fromfile(tiny / "v.raw", dtype="<f4").reshape(16, 16, 16)
+    np.testing.assert_allclose(np.load(tmp_path / "v.npz", allow_pickle=False)["value"], expected)
+    raw = np.fromfile(tmp_path / "v.raw", dtype="<f4").reshape(16, 16, 16)
     np.testing.assert_allclose(raw, expected, rtol=1e-6)
 
 
-def test_rule_explore_snapshots(tiny):
+def test_rule_explore_snapshots(tiny_clone):
     """The optional target: a strip per method across t, with PSNR where t is a frame."""
     import csv
 
-    cmd = [sys.executable, "-m", "snakemake", "explore_snapshots", "--cores", "2",
-           "--configfile", "config/test.yaml"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tiny, capture_output=True, text=True, timeout=900,
-                          env=LOCAL_ENV)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(tiny / RESULTS / "report/explore_snapshots.csv") as fh:
+    snakemake(tiny_clone, targets=("explore_snapshots",))
+    with open(tiny_clone / RESULTS / "report/explore_snapshots.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["method"] for r in rows[::6]] == ["hyperinr", "teacher", "lerp"]
     assert [float(r["t"]) for r in rows[:6]] == [0.0, 0.8, 1.6, 2.4, 3.2, 4.0]
     at_frames = [r for r in rows if r["frame"] != ""]
     assert at_frames and all(float(r["psnr_vs_ground_truth"]) > 0 for r in at_frames)
-    assert (tiny / RESULTS / "report/explore_snapshots.png").stat().st_size > 1000
+    assert (tiny_clone / RESULTS / "report/explore_snapshots.png").stat().st_size > 1000
 
 
-def test_snapshot_without_a_browser(tiny):
-    out = tiny / "snap.png"
+def test_snapshot_without_a_browser(tiny_run, tmp_path):
+    out = tmp_path / "snap.png"
     proc = hyperinr_cli("explore", "--model", f"{RESULTS}/hyperinr/model.pt", "--snapshot",
                         str(out), "--param", "t=2.5", "--size", "48x32", "--method", "lerp",
-                        cwd=tiny)  # fmt: skip
+                        cwd=tiny_run)  # fmt: skip
     assert "PSNR" in proc.stdout  # t = 2.5 is a dataset frame: the ground truth exists
     img = _png(out.read_bytes())
     assert img.shape == (32, 48, 3) and img.std() > 0
@@ -140,14 +120,14 @@ def _wait_status(page, *needles: str, timeout: float = 120.0) -> str:
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_browser_slider_changes_the_frame_and_matches_the_snapshot(tiny):
+def test_browser_slider_changes_the_frame_and_matches_the_snapshot(tiny_run, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "hyperinr.cli", "explore", "--model",
          f"{RESULTS}/hyperinr/model.pt", "--port", str(port)],
-        cwd=tiny, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=LOCAL_ENV,
+        cwd=tiny_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=LOCAL_ENV,
     )  # fmt: skip
     try:
         line = server.stdout.readline()
@@ -174,10 +154,10 @@ def test_browser_slider_changes_the_frame_and_matches_the_snapshot(tiny):
         assert re.search(r"render: \d+ ms", text), text
         assert "PSNR vs ground truth (frame 5)" in text
         cam, size = re.search(r"--camera (\S+) --size (\S+)", text).groups()
-        snap = tiny / "snap_browser.png"
+        snap = tmp_path / "snap_browser.png"
         hyperinr_cli("explore", "--model", f"{RESULTS}/hyperinr/model.pt", "--snapshot",
                      str(snap), "--param", "t=2.5", "--camera", cam, "--size", size,
-                     cwd=tiny)  # fmt: skip
+                     cwd=tiny_run)  # fmt: skip
         ref = _png(snap.read_bytes())
         shutil.copy(snap, ARTIFACTS / "explore_snapshot.png")
         assert ref.shape == after.shape

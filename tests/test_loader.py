@@ -12,6 +12,10 @@ import torch
 from scipy.stats import chisquare
 
 from hyperinr.config import Config
+from hyperinr.data.store import open_dataset, write_dataset
+from hyperinr.grid import flat_to_coords
+from hyperinr.models.coordnet import CoordNet, from_teacher_range, save_teacher
+from hyperinr.stages.distill_set import build_distill_set
 from hyperinr.training.loader import (
     DistillSet,
     InMemoryTargets,
@@ -19,10 +23,6 @@ from hyperinr.training.loader import (
     TeacherTargets,
     open_targets,
 )
-from hyperinr.data.store import open_dataset, write_dataset
-from hyperinr.grid import flat_to_coords
-from hyperinr.models.coordnet import CoordNet, from_teacher_range, save_teacher
-from hyperinr.stages.distill_set import build_distill_set
 
 CPU = torch.device("cpu")
 TEACHER = {"widths": [8, 8], "hidden_blocks": 0}
@@ -51,7 +51,7 @@ def make_set(root: Path, dims=(8, 8, 8), n_params=16, dtype="float16", **extra) 
     save_teacher(teacher, model, {"dataset_hash": content, "dims": list(dims)})
     cfg = Config.from_dict({
         "teacher": TEACHER,
-        "distill_set": {"n_params": n_params, "shard_size": 5, "dtype": dtype, **extra},
+        "distill_set": {"n_samples": n_params, "shard_size": 5, "dtype": dtype, **extra},
         "runtime": {"threads": 1, "device": "cpu"},
     })
     return build_distill_set(cfg, dataset, teacher, root / "distill_set.zarr")
@@ -190,7 +190,7 @@ def test_streaming_refuses_a_corrupt_chunk(tmp_path):
 
 
 def test_subset_sets_stream_their_coordinates(tmp_path):
-    path = make_set(tmp_path, mode="subset", points_per_param=64)
+    path = make_set(tmp_path, coverage="subset", points_per_param=64)
     ds = DistillSet(path)
     src = _streaming(path, 12, batch=64)
     gen = torch.Generator().manual_seed(0)
@@ -227,7 +227,7 @@ def test_distill_trains_from_every_source(request, tmp_path, targets, which, loa
     root = path.parent
     cfg = Config.from_dict({
         "teacher": TEACHER,
-        "distill_set": {"n_params": DistillSet(path).n_params},
+        "distill_set": {"n_samples": DistillSet(path).n_params},
         "hyperinr": {
             "n_encoders": 3,
             "encoding": {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2,
@@ -235,7 +235,7 @@ def test_distill_trains_from_every_source(request, tmp_path, targets, which, loa
                          "interpolation": "Linear"},
             "network": {"otype": "FullyFusedMLP", "activation": "ReLU",
                         "output_activation": "None", "n_neurons": 16, "n_hidden_layers": 1},
-            "targets": targets,
+            "target_source": targets,
             "buffer_mb": 1,
             "loader_threads": 1,
             "train": {"steps": 30, "batch_size": 128, "checkpoint_every": 10, "log_every": 10},

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from hyperinr.models.mlp import MLP, tcnn_init_bound, tcnn_padded
+from hyperinr.models.seeding import seeded
 
 
 def test_bound_formula_by_hand():
@@ -68,18 +69,31 @@ def test_torch_default_init_would_fail():
             _check_uniform(default, tcnn_init_bound(a, b))
 
 
-def test_init_draws_as_much_of_the_global_generator_as_nn_linear():
-    """Seeded code that draws after building an MLP sees the same numbers as before."""
+def test_init_is_its_generator_alone():
+    """The weights come from the generator passed (None: one seeded 0), never from torch's
+    global one: what drew before changes nothing, and nothing drawn after sees the MLP's."""
+    cfg = {"n_neurons": 64, "n_hidden_layers": 4}
     torch.manual_seed(3)
-    MLP(32, 1, {"n_neurons": 64, "n_hidden_layers": 4})
-    after_mlp = torch.rand(4)
+    expected_next = torch.rand(4)
     torch.manual_seed(3)
-    for a, b in [(32, 64), (64, 64), (64, 64), (64, 64), (64, 1)]:
-        torch.nn.Linear(a, b, bias=False)
-    assert torch.equal(after_mlp, torch.rand(4))
-    torch.manual_seed(3)
-    first = MLP(32, 1, {"n_neurons": 64, "n_hidden_layers": 4})
-    torch.manual_seed(3)
-    second = MLP(32, 1, {"n_neurons": 64, "n_hidden_layers": 4})
-    for p, q in zip(first.parameters(), second.parameters()):
+    first = MLP(32, 1, cfg, generator=seeded(5))
+    assert torch.equal(torch.rand(4), expected_next)  # the global generator did not move
+    torch.rand(1000)
+    second = MLP(32, 1, cfg, generator=seeded(5))
+    for p, q in zip(first.parameters(), second.parameters(), strict=True):
         assert torch.equal(p, q)
+    other = MLP(32, 1, cfg, generator=seeded(6))
+    assert not torch.equal(first.layers[0].weight, other.layers[0].weight)
+    default, zero = MLP(32, 1, cfg), MLP(32, 1, cfg, generator=seeded(0))
+    assert torch.equal(default.layers[0].weight, zero.layers[0].weight)
+
+
+def test_draws_what_the_seeded_global_generator_drew():
+    """MLP(generator=seeded(s)) has the weights an MLP built right after torch.manual_seed(s)
+    had when it drew from the global generator: models trained then keep their weights."""
+    mlp = MLP(32, 1, {"n_neurons": 64, "n_hidden_layers": 4}, generator=seeded(3))
+    torch.manual_seed(3)
+    for layer in mlp.layers:
+        bound = tcnn_init_bound(layer.in_features, layer.out_features)
+        expected = torch.empty(layer.out_features, layer.in_features).uniform_(-bound, bound)
+        assert torch.equal(layer.weight, expected)

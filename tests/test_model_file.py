@@ -12,15 +12,15 @@ import pytest
 import torch
 from _synthetic import smooth_field, write_dataset
 
-from hyperinr.infra import provenance
 from hyperinr.cli import main
 from hyperinr.config import Config, TrainConfig
-from hyperinr.models.baselines import evaluate_baseline, load_baseline, save_baseline
+from hyperinr.infra import provenance
 from hyperinr.models.coordnet import CoordNet, evaluate_teacher, load_teacher, save_teacher
+from hyperinr.models.direct import evaluate_direct
 from hyperinr.models.hyperinr import HyperINR, load_hyperinr, save_hyperinr
 from hyperinr.models.independent import IndependentINRs, load_independent, save_independent
 from hyperinr.models.model_file import read_model_file
-from hyperinr.stages.baseline import build_baseline
+from hyperinr.stages.baseline import baseline_kind
 from hyperinr.stages.common import load_dataset_meta, meta_dict
 from hyperinr.training.loop import train
 
@@ -131,17 +131,18 @@ def test_independent_round_trip(case, tmp_path):
 def test_baseline_round_trip(case, tmp_path, name):
     meta, store, cfg, produced_by = case
     torch.manual_seed(0)
-    model = build_baseline(name, cfg, meta)  # as the baseline stage builds it
+    model = baseline_kind(name).build(cfg, meta)  # as the baseline stage builds it
     _randomise(model)
     path = tmp_path / f"{name}.pt"
-    save_baseline(path, model, {"produced_by": produced_by, "dataset_hash": store.content_hash,
-                                "dims": list(meta.dims)})  # fmt: skip
+    baseline_kind(model.kind).save(path, model, {
+        "produced_by": produced_by, "dataset_hash": store.content_hash, "dims": list(meta.dims),
+    })  # fmt: skip
     _check_file(path, name, name)
-    loaded, state = load_baseline(path, name, CPU)
+    loaded, state = baseline_kind(name).load(path, CPU)
     assert state["produced_by"] == produced_by and loaded.arch() == model.arch()
     theta, x = torch.rand(64, 1), torch.rand(64, 3)
-    expected = evaluate_baseline(model.eval(), theta, x)
-    assert torch.equal(evaluate_baseline(loaded, theta, x), expected)
+    expected = evaluate_direct(model.eval(), theta, x)
+    assert torch.equal(evaluate_direct(loaded, theta, x), expected)
 
 
 # ----------------------------------------------------------------------------- foreign files

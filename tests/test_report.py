@@ -9,9 +9,9 @@ import pytest
 from _synthetic import synthetic_case, write_dataset, write_prediction
 
 from hyperinr.data.store import open_dataset
-from hyperinr.models.lerp import lerp_predict
 from hyperinr.evaluate.metrics import evaluate, read_metrics
 from hyperinr.evaluate.report import default_slice_frames, fmt_duration, write_report
+from hyperinr.models.lerp import lerp_predict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -118,8 +118,8 @@ def test_report_for_rgb_images_with_nd_params(tmp_path):
 
 
 def test_the_shrinkage_curve_table_shows_every_tenth_and_the_choice_in_bold():
-    from hyperinr.training.targets import SHRINKAGE_GRID
     from hyperinr.evaluate.report import shrinkage_curve_rows
+    from hyperinr.training.targets import SHRINKAGE_GRID
 
     mse = [(a - 0.35) ** 2 + 1e-3 for a in SHRINKAGE_GRID]
     rows = shrinkage_curve_rows({"a": list(SHRINKAGE_GRID), "mse": mse, "chosen": 0.35})

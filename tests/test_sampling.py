@@ -178,7 +178,7 @@ def test_distill_params_1d_unchanged():
     assert np.array_equal(distill_params(7, 1), np.linspace(0, 1, 7).reshape(-1, 1))
     with pytest.raises(ValueError, match="distill_set.uniform"):
         distill_params(7, 1, uniform=2)
-    with pytest.raises(ValueError, match="n_params must be >= 2"):
+    with pytest.raises(ValueError, match="n_samples must be >= 2"):
         distill_params(1, 1)
 
 

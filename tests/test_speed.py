@@ -20,21 +20,56 @@ NETWORK = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": 
            "n_neurons": 32, "n_hidden_layers": 2}  # fmt: skip
 
 
-def test_ratio_of_two_functions_of_known_relative_cost():
-    calls = {"a": 0, "b": 0}
+class CountedClock:
+    """A stand-in for time.perf_counter that moves only when a case says it did work: the
+    timings side_by_side sees are exact, whatever the machine's load."""
 
-    def cost(name: str, seconds: float):
+    def __init__(self):
+        self.now = 0.0
+        self.calls: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def case(self, name: str, costs: list[float]):
+        """A case whose successive calls cost `costs` seconds (warm-up calls first)."""
+        costs = iter(costs)
+
         def fn():
-            calls[name] += 1
-            time.sleep(seconds)
+            self.calls.append(name)
+            self.now += next(costs)
 
         return fn
 
-    med = side_by_side({"a": cost("a", 0.01), "b": cost("b", 0.03)}, rounds=7, warmup=2)
-    assert calls == {"a": 9, "b": 9}  # warm-up + rounds, each case once per round
-    assert 2.2 < med["b"] / med["a"] < 3.5  # sleep overshoot under load only lowers it
+
+@pytest.fixture
+def clock(monkeypatch) -> CountedClock:
+    fake = CountedClock()
+    monkeypatch.setattr(time, "perf_counter", fake)  # read through the module by the timers
+    return fake
+
+
+def test_ratio_of_two_functions_of_known_relative_cost(clock):
+    med = side_by_side({"a": clock.case("a", [1.0] * 9), "b": clock.case("b", [3.0] * 9)},
+                       rounds=7, warmup=2)  # fmt: skip
+    assert clock.calls.count("a") == clock.calls.count("b") == 9  # warm-up + rounds, once each
+    assert med == {"a": 1.0, "b": 3.0}
     with pytest.raises(ValueError, match="rounds"):
-        side_by_side({"a": cost("a", 0.0)}, rounds=0)
+        side_by_side({"a": clock.case("a", [0.0])}, rounds=0)
+
+
+def test_medians_skip_warm_up_and_outliers(clock):
+    """The slow first calls (compilation, allocation) and one stalled round do not move the
+    figure: a mean, or timing the warm-up, would."""
+    med = side_by_side({"a": clock.case("a", [100.0, 100.0, 1.0, 2.0, 50.0])}, rounds=3, warmup=2)
+    assert med == {"a": 2.0}
+
+
+def test_case_order_rotates_per_round(clock):
+    cases = {n: clock.case(n, [1.0] * 4) for n in "abc"}
+    side_by_side(cases, rounds=3, warmup=1)
+    rounds = clock.calls[3:]  # after one warm-up call each
+    assert [rounds[i : i + 3] for i in (0, 3, 6)] == [list("abc"), list("bca"), list("cab")]
 
 
 def test_speed_rows_of_saved_models(tmp_path):

@@ -10,6 +10,8 @@ import torch
 
 from hyperinr.config import Config
 from hyperinr.data.store import write_dataset
+from hyperinr.grid import flat_to_coords, grid_coords, n_voxels
+from hyperinr.models.coordnet import CoordNet, save_teacher
 from hyperinr.training.targets import (
     Anchors,
     CorrectedTargets,
@@ -19,8 +21,6 @@ from hyperinr.training.targets import (
     trilinear,
     validation_split,
 )
-from hyperinr.grid import flat_to_coords, grid_coords, n_voxels
-from hyperinr.models.coordnet import CoordNet, save_teacher
 
 DIMS = (4, 5, 6)
 TRAIN = np.array([[0.0], [0.25], [0.5], [0.75], [1.0]])
@@ -239,13 +239,13 @@ def _validation_teacher(root, dataset):
 
 def _cfg(mode: str, steps: int = 30) -> Config:
     return Config.from_dict({
-        "distill_set": {"n_params": 9},
+        "distill_set": {"n_samples": 9},
         "hyperinr": {
             "n_encoders": 3,
             "encoding": {"n_levels": 2, "n_features_per_level": 2, "log2_hashmap_size": 8,
                          "base_resolution": 2},
             "network": {"n_neurons": 16, "n_hidden_layers": 1},
-            "targets": "on_demand",
+            "target_source": "on_demand",
             "targets_mode": mode,
             "train": {"steps": steps, "batch_size": 128, "checkpoint_every": 10,
                       "log_every": 10},
@@ -312,8 +312,8 @@ class Killed(Exception):
 
 @pytest.mark.parametrize("mode", ["teacher", "corrected", "hybrid"])
 def test_resume_is_exact_in_every_mode(tmp_path, monkeypatch, mode):
-    from hyperinr.training import loader
     from hyperinr.stages.distill import distill_hyperinr
+    from hyperinr.training import loader
 
     dataset, teacher = _stage_case(tmp_path, poison=False)
     cfg = _cfg(mode)

@@ -2,7 +2,8 @@
 
 Each config runs once (module-scoped, ~1-2 min each on 2 cores): rule scene renders the
 dataset, the same rules as TSR train and evaluate, and the task's own figures (Fig. 13 for NVS,
-Fig. 16 for DGS) land in the report.
+Fig. 16 for DGS) land in the report. Those runs are only read; a test that runs Snakemake
+again works in its own clone.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,45 +25,25 @@ from scipy.spatial.distance import pdist
 from hyperinr.data.distill_store import DistillSet
 from hyperinr.data.store import open_dataset
 from hyperinr.models.hyperinr import load_hyperinr
-
-ROOT = Path(__file__).resolve().parents[1]
-# a plain local run: no cluster profile's node shape (HYPERINR_NODE_GPUS & co.) leaks in
-LOCAL_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HYPERINR_")}
+from tests._workflow import clone_run, copy_workflow, snakemake, unchanged
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 
-def snakemake(work: Path, config: str, *args: str, targets=(), check=True, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *args,
-           "--configfile", config]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=work, capture_output=True, text=True, timeout=timeout, env=LOCAL_ENV
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _copy(tmp_path_factory, name: str) -> Path:
-    work = tmp_path_factory.mktemp(name)
-    for item in ("Snakefile", "rules", "workflow", "config", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    return work
+@pytest.fixture(scope="module")
+def nvs(tmp_path_factory) -> Iterator[Path]:
+    work = copy_workflow(tmp_path_factory.mktemp("nvs"))
+    snakemake(work, config="config/test_nvs.yaml")
+    with unchanged(work):
+        yield work / "results/nvs_test"
 
 
 @pytest.fixture(scope="module")
-def nvs(tmp_path_factory) -> Path:
-    work = _copy(tmp_path_factory, "nvs")
-    snakemake(work, "config/test_nvs.yaml")
-    return work / "results/nvs_test"
-
-
-@pytest.fixture(scope="module")
-def dgs(tmp_path_factory) -> Path:
-    work = _copy(tmp_path_factory, "dgs")
-    snakemake(work, "config/test_dgs.yaml")
-    return work / "results/dgs_test"
+def dgs(tmp_path_factory) -> Iterator[Path]:
+    work = copy_workflow(tmp_path_factory.mktemp("dgs"))
+    snakemake(work, config="config/test_dgs.yaml")
+    with unchanged(work):
+        yield work / "results/dgs_test"
 
 
 def _metrics(results: Path) -> list[dict[str, str]]:
@@ -140,10 +120,10 @@ def test_dgs_runs_to_the_report_with_shadow_renders(dgs):
     assert "Fig. 16" in summary and "speed-up over secondary rays" in summary
 
 
-def test_impossible_config_fails_before_any_job(tmp_path_factory):
-    work = _copy(tmp_path_factory, "bad")
+def test_impossible_config_fails_before_any_job(tmp_path):
+    work = copy_workflow(tmp_path / "bad")
     (work / "config/bad.yaml").write_text("hyperinr:\n  k_nearest: 50\n")
-    proc = snakemake(work, "config/test_dgs.yaml", "-n", check=False, targets=())
+    proc = snakemake(work, "-n", config="config/test_dgs.yaml", check=False)
     assert proc.returncode == 0
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
            "config/test_dgs.yaml", "config/bad.yaml"]  # fmt: skip
@@ -153,7 +133,7 @@ def test_impossible_config_fails_before_any_job(tmp_path_factory):
     assert not (work / "results").exists() and not (work / "resources").exists()
 
 
-def test_explorer_shows_the_predicted_view_and_the_shadowed_scene(nvs, dgs):
+def test_explorer_shows_the_predicted_view_and_the_shadowed_scene(nvs, dgs, tmp_path):
     """The explorer on n-D tasks: NVS shows the predicted image itself (equal to the predict
     stage's output at a test view), DGS renders the base volume lit by the predicted shadows;
     rule explore_snapshots sweeps the azimuth for both."""
@@ -180,7 +160,9 @@ def test_explorer_shows_the_predicted_view_and_the_shadowed_scene(nvs, dgs):
     assert a.image.shape == (24, 24, 3) and not np.array_equal(a.image, b.image)  # light moved
 
     for results, config in ((nvs, "config/test_nvs.yaml"), (dgs, "config/test_dgs.yaml")):
-        snakemake(results.parents[1], config, targets=("explore_snapshots",))
+        work = clone_run(results.parents[1], tmp_path / results.name)
+        results = work / "results" / results.name
+        snakemake(work, config=config, targets=("explore_snapshots",))
         with open(results / "report/explore_snapshots.csv") as fh:
             rows = list(csv.DictReader(fh))
         assert {r["method"] for r in rows} == {"hyperinr", "teacher", "lerp"}

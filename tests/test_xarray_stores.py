@@ -118,7 +118,7 @@ def distill_case(tmp_path_factory):
 def _distill_config(**distill_set) -> Config:
     return Config.from_dict({
         "teacher": {"widths": [8, 8], "hidden_blocks": 0},
-        "distill_set": {"n_params": 5, "shard_size": 2, "dtype": "float16", "batch_size": 64,
+        "distill_set": {"n_samples": 5, "shard_size": 2, "dtype": "float16", "batch_size": 64,
                         **distill_set},
         "runtime": {"threads": 1, "device": "cpu", "seed": 0},
     })  # fmt: skip
@@ -127,7 +127,7 @@ def _distill_config(**distill_set) -> Config:
 @pytest.mark.parametrize("mode", ["full", "subset"])
 def test_distill_set_opens_in_xarray(distill_case, tmp_path, mode):
     dataset, teacher = distill_case
-    extra = {"mode": "subset", "points_per_param": 20} if mode == "subset" else {}
+    extra = {"coverage": "subset", "points_per_param": 20} if mode == "subset" else {}
     out = build_distill_set(_distill_config(**extra), dataset, teacher, tmp_path / "ds.zarr")
     names = {"values": ("sample", "point", "channel"), "params01": ("sample", "param")}
     if mode == "subset":

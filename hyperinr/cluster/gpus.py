@@ -2,8 +2,9 @@
 
 A Polaris job gets whole nodes (4 A100 each). The polaris profile packs up to four one-GPU jobs
 into one PBS job (a Snakemake group job); Snakemake starts them side by side but assigns no
-GPUs. Each stage therefore takes its own: `claim()` locks a free slot file per GPU (flock, in
-the job's node-local $TMPDIR) and sets CUDA_VISIBLE_DEVICES before torch initialises CUDA. The
+GPUs. Each stage therefore takes its own where its CLI verb starts (hyperinr.cli.main, through
+hyperinr.infra.device.claim_gpus): `claim()` locks a free slot file per GPU (flock, in the
+job's node-local $TMPDIR) and sets CUDA_VISIBLE_DEVICES before torch initialises CUDA. The
 kernel drops the lock when the process ends, however it ends (exit, SIGKILL, preemption), so a
 slot is never leaked and no bookkeeping survives a job.
 
@@ -27,7 +28,8 @@ from typing import Any
 
 ENV_NODE_GPUS = "HYPERINR_NODE_GPUS"
 ENV_JOB_GPUS = "HYPERINR_JOB_GPUS"  # GPUs the scheduler job asked for (polaris: qsub -v)
-TRAINING_RULES = ("teacher", "distill", "baseline")  # rules that train, trainer() in common.smk
+# rules that train (trainer() in rules/common.smk): a whole node where the profile declares one
+TRAINING_RULES = ("teacher", "teacher_validation", "distill", "baseline", "ablation_model")
 SLOT_DIR_PREFIX = "hyperinr-gpus."
 _held: list[int] = []  # open, locked slot files of this process (kept until it exits)
 
@@ -155,8 +157,8 @@ def workflow_training_gpus(
 ) -> int:
     """`training_gpus` of training rule `rule` (teacher, distill, baseline) from the plain
     workflow config: what trainer() in rules/common.smk requests and launches, and the process
-    count (at least 1) the stage's config slice records as runtime.gpus_per_job
-    (hyperinr.infra.provenance.stage_slice), so a change of it reruns the training and is recorded."""
+    count (at least 1) the rule passes to hyperinr.infra.provenance.stage_slice, whose slice
+    records it as runtime.gpus_per_job, so a change of it reruns the training and is recorded."""
     runtime = config.get("runtime") or {}
     configured = ((config.get("resources") or {}).get(rule) or {}).get("gpu")
     return training_gpus(int(runtime.get("gpus_per_job", 1)), configured, env)

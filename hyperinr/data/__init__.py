@@ -1,38 +1,41 @@
 """Data stage: readers, the Zarr dataset layout, ingest and the default TGV dataset.
 
-`simulate_tgv` lives in `hyperinr.data.simulate` and imports fluidsim (an optional dependency,
-extra `sim`) only when called.
+The names below load their module on first use (PEP 562), so `hyperinr simulate`, which needs
+only `hyperinr.data.simulate` (h5py, numpy; fluidsim when called), runs in the small sim
+environment (envs/sim.yaml) without zarr or torch, which the store and ingest modules import.
 """
 
-from hyperinr.data.errors import DataError
-from hyperinr.data.ingest import ingest, split_indices
-from hyperinr.data.simulate import simulate_tgv
-from hyperinr.data.sources import FrameSource, load_params, open_source
-from hyperinr.data.store import (
-    DATASET_LAYOUT_VERSION,
-    DatasetAttrs,
-    DatasetStore,
-    FramesStore,
-    open_dataset,
-    open_frames_store,
-    write_dataset,
-    write_frames_store,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DATASET_LAYOUT_VERSION",
-    "DataError",
-    "DatasetAttrs",
-    "DatasetStore",
-    "FrameSource",
-    "FramesStore",
-    "ingest",
-    "load_params",
-    "open_dataset",
-    "open_frames_store",
-    "open_source",
-    "simulate_tgv",
-    "split_indices",
-    "write_dataset",
-    "write_frames_store",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "DataError": "errors",
+    "ingest": "ingest",
+    "split_indices": "ingest",
+    "simulate_tgv": "simulate",
+    "FrameSource": "sources",
+    "load_params": "sources",
+    "open_source": "sources",
+    "DATASET_LAYOUT_VERSION": "store",
+    "DatasetAttrs": "store",
+    "DatasetStore": "store",
+    "FramesStore": "store",
+    "open_dataset": "store",
+    "open_frames_store": "store",
+    "write_dataset": "store",
+    "write_frames_store": "store",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'hyperinr.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hyperinr.data.{_HOME[name]}"), name)
+    # bound here, after the import: importing submodule `ingest` sets this package's attribute
+    # `ingest` to the module, which must not shadow the function of the same name
+    globals()[name] = value
+    return value

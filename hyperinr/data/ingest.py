@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperinr.infra import provenance
-from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.config import Config, DatasetConfig, ParamsConfig, SplitConfig
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import FrameSource, open_source, sidecar_space
 from hyperinr.data.store import write_dataset
+from hyperinr.infra import provenance
+from hyperinr.infra.atomic import clean_stale_temporaries
 
 
 def split_indices(split: SplitConfig, n_frames: int) -> list[int]:

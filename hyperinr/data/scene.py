@@ -35,9 +35,9 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import SceneConfig
 from hyperinr.data.errors import DataError
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.render import (
     DEFAULT_TRANSFER_FUNCTION,
     Camera,

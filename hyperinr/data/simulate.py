@@ -61,9 +61,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import SimulateConfig
 from hyperinr.data.errors import DataError
+from hyperinr.infra.atomic import atomic_path
 
 BOX = 2.0 * np.pi
 FIELDS = ("vorticity", "pressure", "qcriterion", "velocity")

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.data.errors import DataError
 from hyperinr.grid import normalise_params
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.infra.provenance import sha256_json
 
 DATASET_LAYOUT_VERSION = 2  # 2: content_sha256 recorded (provenance)

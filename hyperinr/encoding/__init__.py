@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-import torch
-
-from .hashgrid import HashGrid, blend_tables
-from .oneblob import OneBlob
-
 __all__ = ["HashGrid", "OneBlob", "blend_tables", "make_encoding"]
+# imported on first use: the configuration reads tcnn's defaults from ._config while the
+# Snakefile is parsed, and importing this package must not pull torch in for that
+_LAZY = {"HashGrid": ".hashgrid", "blend_tables": ".hashgrid", "OneBlob": ".oneblob"}
 
 
-def make_encoding(n_input_dims: int, config: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_encoding(n_input_dims: int, config: dict[str, Any], **kwargs: Any) -> Any:
     """Build the encoding named by ``config["otype"]`` (case-insensitive, as tcnn).
 
     ``kwargs`` go to the HashGrid constructor (seed, generator, backend, device).
@@ -20,6 +25,9 @@ def make_encoding(n_input_dims: int, config: dict[str, Any], **kwargs: Any) -> t
     if not isinstance(config, dict) or not isinstance(config.get("otype"), str):
         raise ValueError("make_encoding: config must be a dict with a string 'otype'")
     otype = config["otype"].lower()
+    from .hashgrid import HashGrid
+    from .oneblob import OneBlob
+
     if otype in ("hashgrid", "grid"):
         return HashGrid(n_input_dims, config, **kwargs)
     if otype == "oneblob":

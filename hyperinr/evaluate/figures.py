@@ -7,7 +7,6 @@ tables write their files the same way: atomically, floats at full precision (rep
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hyperinr.infra.atomic import atomic_path
+from hyperinr.infra.timing import timer
 
 
-def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
-    """(result, seconds), the device's queued work included (CUDA synchronised)."""
-    t0 = time.perf_counter()
-    out = fn()
-    if out.device.type == "cuda":
-        torch.cuda.synchronize(out.device)
-    return out, time.perf_counter() - t0
+def timed(
+    fn: Callable[[], torch.Tensor], device: torch.device | None
+) -> tuple[torch.Tensor, float]:
+    """(result, seconds), the device's queued work included (hyperinr.infra.timing)."""
+    with timer(device) as elapsed:
+        out = fn()
+    return out, elapsed.seconds
 
 
 def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -28,9 +28,9 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
+from hyperinr.data.store import open_dataset, open_prediction
 from hyperinr.infra import provenance
 from hyperinr.infra.atomic import atomic_path
-from hyperinr.data.store import open_dataset, open_prediction
 
 #: Frames with more elements than this are processed in z-slabs (bounded temporaries).
 MAX_VOXELS = 1 << 21

@@ -26,12 +26,12 @@ import torch
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
-from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.evaluate.figures import save_png, timed, write_rows
 from hyperinr.evaluate.metrics import order_methods
+from hyperinr.infra.atomic import atomic_path
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import evaluate_teacher, load_teacher
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.render import (
@@ -115,12 +115,12 @@ def render_methods(
     rows: list[dict[str, Any]] = []
     images: dict[tuple[str, int], np.ndarray] = {}
     for i in frames:
-        gt, t_gt = timed(lambda i=i: shade(volume_field(volume(i, None))))
+        gt, t_gt = timed(lambda i=i: shade(volume_field(volume(i, None))), device)
         results = {GROUND_TRUTH: (gt, t_gt)}
         for m, make in fields.items():
-            results[m] = timed(lambda make=make, i=i: shade(make(i)))
+            results[m] = timed(lambda make=make, i=i: shade(make(i)), device)
         for m in stores:
-            results[m] = timed(lambda m=m, i=i: shade(volume_field(volume(i, m))))
+            results[m] = timed(lambda m=m, i=i: shade(volume_field(volume(i, m))), device)
         ref = gt.cpu().numpy()
         for m, (img, seconds) in results.items():
             pic = img.cpu().numpy()

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.data.store import DatasetStore, open_dataset, open_frames_store, open_prediction
+from hyperinr.evaluate.figures import save_png
 from hyperinr.evaluate.metrics import order_methods, read_metrics
+from hyperinr.infra.atomic import atomic_path
 
 _COLOURS = {"hyperinr": "C0", "teacher": "C1", "lerp": "C2"}
 _OTHER_COLOURS = ["C3", "C4", "C5", "C6", "C7", "C8", "C9"]
@@ -288,12 +288,6 @@ def _write_summary(
 # ----------------------------------------------------------------------------- figures
 
 
-def _save(fig: Figure, path: Path) -> None:
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
-
-
 def _x_axis(ds: DatasetStore) -> tuple[np.ndarray, str]:
     if ds.params.shape[1] == 1:
         return ds.params[:, 0], ds.param_names[0]
@@ -341,7 +335,7 @@ def _plot_metrics(path: Path, ds: DatasetStore, rows: list[dict[str, Any]]) -> N
         labels.append("exact (PSNR = inf)")
     axes[0].legend(handles, labels, loc="best", fontsize=8, ncols=min(3, len(labels)))
     fig.suptitle(f"{ds.name}: per-frame quality")
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 def default_slice_frames(ds: DatasetStore) -> list[int]:
@@ -432,7 +426,7 @@ def _plot_slices(
             fig.colorbar(im, ax=list(axes[r, :]), shrink=0.85, pad=0.01)
     where = "mid-z slice" if ds.n_spatial == 3 else "image"
     fig.suptitle(f"{ds.name}: {where} of unseen frames (shared colour scale per row)", fontsize=10)
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 # ----------------------------------------------------------------------------- entry point

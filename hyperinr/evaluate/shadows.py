@@ -26,12 +26,12 @@ import torch
 from matplotlib.figure import Figure
 from skimage.metrics import peak_signal_noise_ratio
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
 from hyperinr.data.scene import read_scene
 from hyperinr.data.store import DatasetStore, open_dataset, open_prediction
-from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.evaluate.figures import save_png, timed, write_rows
+from hyperinr.infra.atomic import atomic_path
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.render import Camera, direction, inr_field, render, volume_field
 
@@ -99,7 +99,7 @@ def render_shadows(
     render(base, cam, tf, n_steps=4, light_dir=direction(*ds.params[frames[0]]), shadow_steps=2)
     for i in frames:
         light = direction(*ds.params[i])
-        ref, t_ref = timed(lambda light=light: shade(light=light))
+        ref, t_ref = timed(lambda light=light: shade(light=light), device)
         results = {REFERENCE: (ref, t_ref)}
 
         def inr_render(i: int = i) -> torch.Tensor:
@@ -107,10 +107,10 @@ def render_shadows(
             field = inr_field(inr)
             return shade(shadow=lambda x: lo + (hi - lo) * field(x))
 
-        results["hyperinr"] = timed(inr_render)
+        results["hyperinr"] = timed(inr_render, device)
         for m, store in stores.items():
             vol = torch.from_numpy(np.asarray(store.frames[i], dtype=np.float32)).to(device)
-            results[m] = timed(lambda vol=vol: shade(shadow=volume_field(vol)))
+            results[m] = timed(lambda vol=vol: shade(shadow=volume_field(vol)), device)
         ref_np = ref.cpu().numpy()
         for m, (img, seconds) in results.items():
             pic = img.cpu().numpy()

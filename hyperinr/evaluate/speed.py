@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from hyperinr.evaluate.figures import write_rows
 from hyperinr.infra.atomic import atomic_path
 from hyperinr.infra.device import configure_threads, resolve_device
-from hyperinr.evaluate.figures import write_rows
+from hyperinr.infra.timing import synchronize, timer
 from hyperinr.models.coordnet import load_teacher, to_teacher_range
 from hyperinr.models.hyperinr import load_hyperinr
 
 BATCHES = (2**16, 2**18)
-
-
-def _sync(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def side_by_side(
@@ -54,14 +49,13 @@ def side_by_side(
     for name in names:
         for _ in range(warmup):
             cases[name]()
-    _sync(device)
+    synchronize(device)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            cases[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            with timer(device) as elapsed:
+                cases[name]()
+            times[name].append(elapsed.seconds)
     return {n: statistics.median(ts) for n, ts in times.items()}
 
 

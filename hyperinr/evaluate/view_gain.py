@@ -17,10 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.data.store import open_dataset
 from hyperinr.evaluate.figures import save_png
 from hyperinr.evaluate.metrics import metric_columns, read_metrics
+from hyperinr.infra.atomic import atomic_path
 
 
 def psnr_differences(

@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from hyperinr import api
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.explore.frames import Explorer, FrameRequest, FrameResult, parse_camera
+from hyperinr.infra.atomic import atomic_path
+from hyperinr.models import registry
 
-# results/<ds>/<dir>/model.pt -> the method name the explorer lists it under
-SIBLINGS = {"hyperinr": "hyperinr", "teacher": "teacher", "neurcomp": "neurcomp",
-            "hashinr": "hashinr"}  # fmt: skip
-KIND_NAMES = {"coordnet": "teacher"}
+
+def pipeline_model_names() -> tuple[str, ...]:
+    """The kinds a pipeline run keeps at results/<ds>/<name>/model.pt (the ablation-only kinds
+    live under ablation/)."""
+    return tuple(n for n, k in registry.kinds().items() if k.trained_by != "ablation")
 
 
 def open_explorer(
@@ -29,15 +31,15 @@ def open_explorer(
     device: str = "auto",
 ) -> Explorer:
     """An Explorer for `model` and, when `siblings`, every other trained network of the same
-    pipeline run (results/<ds>/{hyperinr,teacher,neurcomp,hashinr}/model.pt)."""
+    pipeline run (results/<ds>/<name>/model.pt, `pipeline_model_names`)."""
     main = api.load(model, dataset=dataset, device=device)
     if main.dataset is None:
         raise ValueError(f"{model}: no dataset.zarr found beside it: pass --dataset")
-    models = {KIND_NAMES.get(main.kind, main.kind): main}
+    models = {registry.get(main.kind).name: main}
     if siblings:
         root = main.dataset.parent
-        for folder, name in SIBLINGS.items():
-            path = root / folder / "model.pt"
+        for name in pipeline_model_names():
+            path = root / name / "model.pt"
             if name in models or not path.is_file():
                 continue
             if path.resolve() == Path(model).resolve():

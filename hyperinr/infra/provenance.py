@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hyperinr.cluster.gpus import workflow_training_gpus
 from hyperinr.config import Config
 
 # Dotted config keys each stage reads. runtime.threads is not here: it changes no number a
@@ -37,21 +36,10 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     ),
     "distill_set": ("distill_set", "runtime.seed", "runtime.device"),
     "distill": ("hyperinr", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
-    "predict_teacher": ("evaluate.batch_size", "runtime.device"),
-    "predict_hyperinr": ("evaluate.batch_size", "runtime.device"),
+    # every model kind predicts alike (hyperinr.stages.predict); LERP reads its weights' keys
+    "predict": ("predict.batch_size", "runtime.device"),
     "predict_lerp": ("hyperinr.k_nearest", "hyperinr.idw_power"),
-    # a baseline reads its own block and the shared schedule; NeurComp's width may follow the
-    # teacher's parameter count (budget null), so it reads the teacher's architecture too
-    "baseline_neurcomp": (
-        "baselines.neurcomp", "baselines.train", "teacher.widths", "teacher.hidden_blocks",
-        "runtime.seed", "runtime.device", "runtime.gpus_per_job",
-    ),
-    "baseline_hashinr": (
-        "baselines.hashinr", "baselines.train", "runtime.seed", "runtime.device",
-        "runtime.gpus_per_job",
-    ),
-    "predict_neurcomp": ("evaluate.batch_size", "runtime.device"),
-    "predict_hashinr": ("evaluate.batch_size", "runtime.device"),
+    # stage baseline_<kind> reads what its kind declares (hyperinr.models.registry)
     "evaluate": (),
     "report": ("evaluate.slice_frames",),
     "shadows": ("scene", "runtime.device"),
@@ -75,7 +63,6 @@ STAGE_READS.update({
     "ablation_hyperinr_large": ("hyperinr", *_ABLATION),
     "ablation_shared_mlp": ("hyperinr", *_ABLATION),
     "ablation_independent_mlps": ("hyperinr", *_ABLATION),
-    "predict_independent": ("evaluate.batch_size", "runtime.device"),
 })  # fmt: skip
 HASH_CHARS = 24
 # Stages that train under torchrun, and the rule whose resources.<rule>.gpu sets their GPUs.
@@ -83,32 +70,54 @@ TRAINING_STAGE_RULE = {
     "teacher": "teacher",
     "teacher_validation": "teacher_validation",
     "distill": "distill",
-    "baseline_neurcomp": "baseline",
-    "baseline_hashinr": "baseline",
-    **{s: "distill" for s in STAGE_READS if s.startswith("ablation_")},
+    **{s: "ablation_model" for s in STAGE_READS if s.startswith("ablation_")},  # the rule
 }
 
 
+def _baseline_reads(stage: str) -> tuple[str, ...] | None:
+    """Keys of stage baseline_<kind>: the kind's own declaration (plugins included)."""
+    from hyperinr.models import registry
+
+    name = stage.removeprefix("baseline_")
+    if stage.startswith("baseline_") and name in registry.names_trained_by("baseline"):
+        return registry.get(name).train_reads
+    return None
+
+
+def training_rule(stage: str) -> str | None:
+    """The rule whose resources.<rule>.gpu sets a training stage's GPUs (None: not one)."""
+    if _baseline_reads(stage) is not None:
+        return "baseline"
+    return TRAINING_STAGE_RULE.get(stage)
+
+
 def _reads(stage: str, plain: Mapping[str, Any]) -> tuple[str, ...]:
+    baseline = _baseline_reads(stage)
+    if baseline is not None:
+        return baseline
     if stage not in STAGE_READS:
         raise ValueError(f"unknown stage '{stage}' (one of {', '.join(STAGE_READS)})")
     keys = STAGE_READS[stage]
-    if stage == "distill" and plain.get("hyperinr", {}).get("targets") == "on_demand":
+    if stage == "distill" and plain.get("hyperinr", {}).get("target_source") == "on_demand":
         keys = (*keys, "distill_set")  # on demand, distill samples the set's parameters itself
     return keys
 
 
-def stage_slice(config: Config | Mapping[str, Any], stage: str) -> dict[str, Any]:
+def stage_slice(
+    config: Config | Mapping[str, Any], stage: str, processes: int | None = None
+) -> dict[str, Any]:
     """The nested sub-mapping of `config` that `stage` reads (keys of STAGE_READS only).
 
     Takes the typed Config (stages) or the plain validated dict (the Snakemake rules): both
-    give the same slice, since the schema's defaults equal the dataclasses' (tests/test_config).
+    give the same slice, since rules/common.smk fills the workflow's dict from the Config.
 
-    One difference, by design: from the workflow's dict, a training stage's
-    `runtime.gpus_per_job` is the number of processes its rule really starts
-    (hyperinr.cluster.gpus.workflow_training_gpus: e.g. 4 on a Polaris node where the config
-    says 1), so the rule's params, and the slice the stage records from them, follow the
-    process count. The stage's Config (built from that slice) is taken as it is.
+    `processes`: the number of processes a training stage's rule really starts, which the
+    slice records as its `runtime.gpus_per_job` (at least 1; resources gpu 0 is one CPU
+    process): the rules pass hyperinr.cluster.gpus.workflow_training_gpus (e.g. 4 on a Polaris
+    node where the config says 1), so their params, and the slice the stage records from them,
+    follow the process count. None (the stages: their Config is built from that slice): the
+    config's value as it is. A stage that does not read runtime.gpus_per_job ignores it. The
+    environment is never read here: the slice is a function of the arguments alone.
     """
     plain = config.to_dict() if isinstance(config, Config) else config
     out: dict[str, Any] = {}
@@ -120,9 +129,8 @@ def stage_slice(config: Config | Mapping[str, Any], stage: str) -> dict[str, Any
             src = src[key]
             dst = dst.setdefault(key, {})
         dst[leaf] = json.loads(json.dumps(src[leaf]))  # plain JSON types, a deep copy
-    if not isinstance(config, Config) and stage in TRAINING_STAGE_RULE:
-        n = workflow_training_gpus(plain, TRAINING_STAGE_RULE[stage])
-        out["runtime"]["gpus_per_job"] = max(1, n)  # processes (resources gpu 0: CPU, one)
+    if processes is not None and "gpus_per_job" in out.get("runtime", {}):
+        out["runtime"]["gpus_per_job"] = max(1, int(processes))
     return out
 
 

@@ -20,25 +20,16 @@ so a baseline differs from the other models only in how they are put together.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hyperinr.encoding import HashGrid, OneBlob
-from hyperinr.grid import grid_coords, n_voxels
-from hyperinr.models.coordnet import OMEGA_0, ResBlock, SineLayer
+from hyperinr.models.coordnet import OMEGA_0, ResBlock, SineLayer, coordnet_parameter_count
+from hyperinr.models.direct import DirectKind
 from hyperinr.models.mlp import MLP
-from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
-
-BASELINES = ("neurcomp", "hashinr")
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Trainable parameters (hash tables included): the quantity budgets are equalised on."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+from hyperinr.models.seeding import seeded, torch_linear
 
 
 class NeurComp(nn.Module):
@@ -53,19 +44,24 @@ class NeurComp(nn.Module):
 
     kind = "neurcomp"
 
-    def __init__(self, n_params: int, n_spatial: int, n_outputs: int, width: int, n_blocks: int):
+    def __init__(
+        self, n_params: int, n_spatial: int, n_outputs: int, width: int, n_blocks: int,
+        *, seed: int = 0,
+    ):  # fmt: skip
         super().__init__()
         if width < 1 or n_blocks < 0:
             raise ValueError(f"NeurComp: width must be >= 1 and n_blocks >= 0 "
                              f"(got width {width}, n_blocks {n_blocks})")
         n_inputs = n_params + n_spatial
-        first = SineLayer(n_inputs, width, OMEGA_0)
-        last = nn.Linear(width, n_outputs)
+        gen = seeded(seed)  # runtime.seed; draws in the order they always had (models/seeding)
+        first = SineLayer(n_inputs, width, OMEGA_0, generator=gen)
+        last = torch_linear(width, n_outputs, gen)
         with torch.no_grad():
-            first.linear.weight.uniform_(-1.0 / n_inputs, 1.0 / n_inputs)
+            first.linear.weight.uniform_(-1.0 / n_inputs, 1.0 / n_inputs, generator=gen)
             bound = math.sqrt(6.0 / width) / OMEGA_0
-            last.weight.uniform_(-bound, bound)
-        self.net = nn.Sequential(first, *(ResBlock(width, width) for _ in range(n_blocks)), last)
+            last.weight.uniform_(-bound, bound, generator=gen)
+        blocks = (ResBlock(width, width, generator=gen) for _ in range(n_blocks))
+        self.net = nn.Sequential(first, *blocks, last)
         self.n_params, self.n_spatial, self.n_outputs = n_params, n_spatial, n_outputs
         self.width, self.n_blocks = width, n_blocks
 
@@ -139,11 +135,16 @@ class HashINR(nn.Module):
         n_bins: int,
         network: dict[str, Any],
         periodic: tuple[bool, ...] | None = None,
+        *,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        self.grid = HashGrid(n_spatial, encoding)
+        gen = seeded(seed)  # runtime.seed: the table, then the MLP (hyperinr.models.seeding)
+        self.grid = HashGrid(n_spatial, encoding, generator=gen)
         self.blob = OneBlob(n_params, {"otype": "OneBlob", "n_bins": n_bins})
-        self.mlp = MLP(self.grid.n_output_dims + self.blob.n_output_dims, n_outputs, network)
+        self.mlp = MLP(
+            self.grid.n_output_dims + self.blob.n_output_dims, n_outputs, network, generator=gen
+        )
         periodic = tuple(periodic) if periodic else (False,) * n_params
         if len(periodic) != n_params:
             raise ValueError(f"HashINR: {len(periodic)} periodic flags for {n_params} parameters")
@@ -175,55 +176,33 @@ class HashINR(nn.Module):
 
 
 Baseline = NeurComp | HashINR
-_CLASSES: dict[str, type[NeurComp] | type[HashINR]] = {"neurcomp": NeurComp, "hashinr": HashINR}
-_LABELS = {"neurcomp": "NeurComp baseline", "hashinr": "HashINR baseline"}
 
 
-@torch.no_grad()
-def evaluate_baseline(
-    model: Baseline, theta01: torch.Tensor, coords01: torch.Tensor
-) -> torch.Tensor:
-    """The one way to query a baseline: theta [1 or B, P], x [B, D] in [0, 1] -> [B, C] in
-    [0, 1]; each model's own value convention stays inside it."""
-    theta = theta01.to(coords01.device, torch.float32).reshape(-1, model.n_params)
-    if theta.shape[0] == 1:
-        theta = theta.expand(len(coords01), -1)
-    return model.from_native(model(theta, coords01.float()).float())
+def build_neurcomp(cfg: Any, meta: Any) -> NeurComp:
+    """NeurComp for this dataset: `baselines.neurcomp.width`, or the width whose count is
+    nearest the budget (`baselines.neurcomp.budget`, else the configured teacher's count)."""
+    nc = cfg.baselines.neurcomp
+    n_inputs = meta.n_params + meta.n_spatial
+    width = nc.width
+    if width is None:
+        budget = nc.budget
+        if budget is None:
+            budget = coordnet_parameter_count(
+                n_inputs, meta.n_channels, cfg.teacher.widths, cfg.teacher.hidden_blocks
+            )
+        width = neurcomp_width_for_budget(budget, nc.n_blocks, n_inputs, meta.n_channels)
+    return NeurComp(
+        meta.n_params, meta.n_spatial, meta.n_channels, width, nc.n_blocks, seed=cfg.runtime.seed
+    )
 
 
-def baseline_volume(
-    model: Baseline, theta01: torch.Tensor, dims: tuple[int, ...], batch: int,
-    device: torch.device,
-) -> np.ndarray:
-    """A baseline's field at one parameter on the whole grid of `dims`, `batch` points at a
-    time: [n_voxels, C] float32 in [0, 1]."""
-    total = n_voxels(dims)
-    out = np.empty((total, model.n_outputs), dtype=np.float32)
-    theta = theta01.reshape(1, -1)
-    for start in range(0, total, batch):
-        x = grid_coords(dims, start, start + batch, device=device)
-        out[start : start + len(x)] = evaluate_baseline(model, theta, x).cpu().numpy()
-    return out
+def build_hashinr(cfg: Any, meta: Any) -> HashINR:
+    hc = cfg.baselines.hashinr
+    return HashINR(
+        meta.n_params, meta.n_spatial, meta.n_channels, hc.encoding, hc.n_bins, hc.network,
+        periodic=meta.periodic or None, seed=cfg.runtime.seed,
+    )  # fmt: skip
 
 
-def save_baseline(path: str | Path, model: Baseline, extra: dict[str, Any]) -> None:
-    """model.pt: the architecture, the weights and `extra` (dims, provenance, dataset hash)."""
-    save_model_file(path, model.kind, model, {"arch": model.arch(), **extra})
-
-
-def load_baseline(
-    path: str | Path, name: str, device: torch.device
-) -> tuple[Baseline, dict[str, Any]]:
-    """(model `name` in eval mode on `device`, the whole saved state); one-line errors naming
-    `path` when it is not a `name` model file or its weights do not fit."""
-    if name not in _CLASSES:
-        raise ValueError(f"unknown baseline '{name}' (one of {', '.join(BASELINES)})")
-    state = read_model_file(path, name, _LABELS[name])
-    arch = state["arch"]
-    try:
-        model = _CLASSES[name](**arch)
-    except (TypeError, ValueError) as err:
-        label = _LABELS[name]
-        raise ValueError(f"{path}: recorded {label} architecture is invalid ({err})") from None
-    load_weights(path, model, state)
-    return model.to(device).eval(), state
+NEURCOMP = DirectKind("neurcomp", "NeurComp baseline", NeurComp, build_neurcomp)
+HASHINR = DirectKind("hashinr", "HashINR baseline", HashINR, build_hashinr)

@@ -16,8 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyperinr.grid import grid_coords, n_voxels
-from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
+from hyperinr.grid import field_values
+from hyperinr.models.model_file import (
+    load_weights,
+    parameter_count,
+    read_model_file,
+    save_model_file,
+)
+from hyperinr.models.seeding import seeded, torch_linear
 
 OMEGA_0 = 30.0
 MODEL_KIND = "coordnet"
@@ -35,15 +41,27 @@ class SineLayer(nn.Module):
     omega_0 = 30 that is a phase error of ~3e-2 rad for |W x + b| ~ 1, in every one of the
     paper's ~30 sine layers: not negligible. The input is cast to the weights' dtype, so is the
     output; autocast still applies outside this layer.
+
+    `generator`: where the initial weights come from (hyperinr.models.seeding; None: seeded 0).
     """
 
-    def __init__(self, n_in: int, n_out: int, omega_0: float = OMEGA_0) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        omega_0: float = OMEGA_0,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
+        gen = seeded(0) if generator is None else generator
         self.omega_0 = omega_0
-        self.linear = nn.Linear(n_in, n_out)
+        # torch's default init, overwritten below: drawn all the same, so the stream, and with
+        # it every published model's weights, stays what it was
+        self.linear = torch_linear(n_in, n_out, gen)
         bound = math.sqrt(6.0 / n_in) / omega_0
         with torch.no_grad():
-            self.linear.weight.uniform_(-bound, bound)
+            self.linear.weight.uniform_(-bound, bound, generator=gen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -53,11 +71,16 @@ class SineLayer(nn.Module):
 class ResBlock(nn.Module):
     """Two sine layers plus a shortcut; averaging (0.5*(a+b)) keeps the output inside [-1, 1]."""
 
-    def __init__(self, n_in: int, n_out: int) -> None:
+    def __init__(
+        self, n_in: int, n_out: int, *, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
-        self.layer1 = SineLayer(n_in, n_out)
-        self.layer2 = SineLayer(n_out, n_out)
-        self.shortcut: nn.Module = SineLayer(n_in, n_out) if n_in != n_out else nn.Identity()
+        gen = seeded(0) if generator is None else generator
+        self.layer1 = SineLayer(n_in, n_out, generator=gen)
+        self.layer2 = SineLayer(n_out, n_out, generator=gen)
+        self.shortcut: nn.Module = (
+            SineLayer(n_in, n_out, generator=gen) if n_in != n_out else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * (self.layer2(self.layer1(x)) + self.shortcut(x))
@@ -71,6 +94,7 @@ class CoordNet(nn.Module):
         n_outputs: channels of the field (1 for a scalar volume, 3 for RGB).
         widths: the encoder blocks' widths; the last one is also the hidden width.
         hidden_blocks: number of hidden width->width blocks (10 in the paper).
+        seed: the initial weights' (runtime.seed; hyperinr.models.seeding).
     """
 
     def __init__(
@@ -79,17 +103,20 @@ class CoordNet(nn.Module):
         n_outputs: int = 1,
         widths: tuple[int, ...] = (64, 128, 256),
         hidden_blocks: int = 10,
+        *,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if not widths:
             raise ValueError("CoordNet needs at least one encoder width")
+        gen = seeded(seed)
         blocks: list[nn.Module] = []
         n_prev = n_inputs
         for width in widths:
-            blocks.append(ResBlock(n_prev, width))
+            blocks.append(ResBlock(n_prev, width, generator=gen))
             n_prev = width
-        blocks.extend(ResBlock(n_prev, n_prev) for _ in range(hidden_blocks))
-        blocks.append(ResBlock(n_prev, n_outputs))
+        blocks.extend(ResBlock(n_prev, n_prev, generator=gen) for _ in range(hidden_blocks))
+        blocks.append(ResBlock(n_prev, n_outputs, generator=gen))
         self.net = nn.Sequential(*blocks)
         self.n_inputs = n_inputs
         self.n_outputs = n_outputs
@@ -99,6 +126,16 @@ class CoordNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, n_inputs] in [-1, 1] -> [B, n_outputs] in [-1, 1]."""
         return self.net(x)
+
+
+def coordnet_parameter_count(
+    n_inputs: int, n_outputs: int, widths: tuple[int, ...], hidden_blocks: int
+) -> int:
+    """Parameters of a CoordNet, built on the meta device: no memory and no draw from the
+    random stream (the baselines' budget is the configured teacher's count)."""
+    with torch.device("meta"):
+        net = CoordNet(n_inputs, n_outputs, tuple(widths), hidden_blocks)
+    return parameter_count(net)
 
 
 def to_teacher_range(values01: torch.Tensor) -> torch.Tensor:
@@ -135,16 +172,10 @@ def teacher_values(
 ) -> np.ndarray:
     """The teacher's field at one parameter, `batch` points at a time: on the whole grid of
     `dims` (coords01 None) or at given points [M, D]; [M, C] float32 in [0, 1]."""
-    total = n_voxels(dims) if coords01 is None else len(coords01)
-    out = np.empty((total, model.n_outputs), dtype=np.float32)
     theta = theta01.reshape(1, -1)
-    for start in range(0, total, batch):
-        if coords01 is None:
-            x = grid_coords(dims, start, start + batch, device=device)
-        else:
-            x = torch.from_numpy(coords01[start : start + batch]).to(device)
-        out[start : start + len(x)] = evaluate_teacher(model, theta, x).cpu().numpy()
-    return out
+    return field_values(
+        lambda x: evaluate_teacher(model, theta, x), dims, model.n_outputs, batch, device, coords01
+    )
 
 
 def save_teacher(path: str | Path, model: CoordNet, extra: dict[str, Any]) -> None:
@@ -167,3 +198,24 @@ def load_teacher(path: str | Path, device: torch.device) -> tuple[CoordNet, dict
     )
     load_weights(path, model, state)
     return model.to(device).eval(), state
+
+
+class _TeacherKind:
+    """The registry's view of the teacher (hyperinr.models.registry): one network over
+    (theta, x), queried at a fixed theta."""
+
+    generates = False
+
+    def load(self, path: str | Path, device: torch.device) -> tuple[CoordNet, dict[str, Any]]:
+        return load_teacher(path, device)
+
+    def field(self, network: CoordNet, theta01: np.ndarray):
+        device = next(network.parameters()).device
+        theta = torch.as_tensor(theta01, dtype=torch.float32, device=device).reshape(1, -1)
+        return lambda x: evaluate_teacher(network, theta, x)
+
+    def n_outputs(self, network: CoordNet) -> int:
+        return network.n_outputs
+
+
+KIND = _TeacherKind()

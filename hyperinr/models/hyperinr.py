@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from hyperinr.encoding import HashGrid, blend_tables
-from hyperinr.models.inr import INR
-from hyperinr.param_space.weights import interpolation_weights, validate_positions
+from hyperinr.models.inr import INR, GeneratingKind
 from hyperinr.models.mlp import MLP
 from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
+from hyperinr.models.seeding import seeded
+from hyperinr.param_space.weights import interpolation_weights, validate_positions
 
 
 class HyperINR(nn.Module):
@@ -34,6 +35,7 @@ class HyperINR(nn.Module):
         encoding: tcnn HashGrid dict (each encoder is one such grid).
         network: tcnn FullyFusedMLP dict for the shared MLP.
         k_nearest: encoders blended per query in n-D (1-D always uses the two neighbours).
+        seed: the initial tables' and shared MLP's (runtime.seed; hyperinr.models.seeding).
         power: Shepard exponent p of the n-D weights d^-p (Eq. 4; the paper's p = 1).
         periodic: per parameter dimension, whether it wraps (period 1 in normalised units,
             e.g. an azimuth); None: none does.
@@ -65,15 +67,20 @@ class HyperINR(nn.Module):
         self.power = float(power)
         self.periodic = None if periodic is None else tuple(bool(p) for p in periodic)
         self.encoding = HashGrid(n_spatial_dims, encoding, own_table=False)
-        gen = torch.Generator().manual_seed(seed)
-        tables = (torch.rand(len(positions), self.encoding.n_params, generator=gen) * 2 - 1) * 1e-4
-        self.tables = nn.Parameter(tables)
-        self.mlp = MLP(self.encoding.n_output_dims, n_outputs, network)
+        tables = torch.rand(len(positions), self.encoding.n_params, generator=seeded(seed))
+        self.tables = nn.Parameter((tables * 2 - 1) * 1e-4)
+        # the MLP's stream starts at `seed` too, as the global generator the stages seeded
+        # with it did: every published HyperINR keeps its weights (hyperinr.models.seeding)
+        self.mlp = MLP(self.encoding.n_output_dims, n_outputs, network, generator=seeded(seed))
         self._mlp_snapshot: tuple[tuple, MLP] | None = None  # see _frozen_mlp
 
     @property
     def n_encoders(self) -> int:
         return self.tables.shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.mlp.n_outputs
 
     def lookup(self, theta: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """theta [Q, P] (normalised) -> encoder indices [Q, K] and weights [Q, K] on our device."""
@@ -157,3 +164,6 @@ def load_hyperinr(path: str | Path, device: torch.device) -> tuple[HyperINR, dic
     model = HyperINR.from_description(state["description"])
     load_weights(path, model, state)
     return model.to(device).eval(), state["meta"]
+
+
+KIND = GeneratingKind(load_hyperinr)

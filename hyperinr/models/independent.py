@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from hyperinr.encoding import HashGrid, blend_tables
-from hyperinr.models.inr import INR
-from hyperinr.param_space.weights import interpolation_weights, validate_positions
+from hyperinr.models.inr import INR, GeneratingKind
 from hyperinr.models.mlp import MLP
 from hyperinr.models.model_file import load_weights, read_model_file, save_model_file
+from hyperinr.models.seeding import seeded
+from hyperinr.param_space.weights import interpolation_weights, validate_positions
 
 MODEL_KIND = "independent_inrs"
 _SEED_STRIDE = 1_000_003  # INR i's MLP draws from seed + i * stride: streams far apart
@@ -60,17 +61,20 @@ class IndependentINRs(nn.Module):
         self.encoding = HashGrid(n_spatial_dims, encoding, own_table=False)
         tables, mlps = [], []
         for i in range(len(positions)):
-            gen = torch.Generator().manual_seed(seed + i)
-            tables.append((torch.rand(self.encoding.n_params, generator=gen) * 2 - 1) * 1e-4)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + (i + 1) * _SEED_STRIDE)
-                mlps.append(MLP(self.encoding.n_output_dims, n_outputs, network))
+            table = torch.rand(self.encoding.n_params, generator=seeded(seed + i))
+            tables.append((table * 2 - 1) * 1e-4)
+            mlp_gen = seeded(seed + (i + 1) * _SEED_STRIDE)
+            mlps.append(MLP(self.encoding.n_output_dims, n_outputs, network, generator=mlp_gen))
         self.tables = nn.Parameter(torch.stack(tables))
         self.mlps = nn.ModuleList(mlps)
 
     @property
     def n_inrs(self) -> int:
         return self.tables.shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.mlps[0].n_outputs
 
     def forward(self, x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """x [B, D] and the INR of each sample j [B] -> [B, n_outputs]."""
@@ -141,3 +145,6 @@ def load_independent(
     model = IndependentINRs.from_description(state["description"])
     load_weights(path, model, state)
     return model.to(device).eval(), state["meta"]
+
+
+KIND = GeneratingKind(load_independent)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.encoding import HashGrid
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.models.mlp import MLP
 
 FORMAT = "hyperinr-inr/1"
@@ -80,3 +80,22 @@ class INR:
                     layer.weight.copy_(torch.from_numpy(data[f"network.layers.{i}"]))
             table = torch.from_numpy(data["encoding.params"]).to(device)
         return cls(encoding, table, network.to(device), config.get("hyperinr", {}))
+
+
+class GeneratingKind:
+    """The registry's view (hyperinr.models.registry.KindImpl) of a model whose field at a
+    parameter is a generated standalone INR (the paper's generation step, timed apart)."""
+
+    generates = True
+
+    def __init__(self, load) -> None:
+        self._load = load
+
+    def load(self, path, device):
+        return self._load(path, device)
+
+    def field(self, network, theta01: np.ndarray) -> INR:
+        return network.generate(np.asarray(theta01, dtype=np.float64))
+
+    def n_outputs(self, network) -> int:
+        return network.n_outputs

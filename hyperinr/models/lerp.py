@@ -23,10 +23,10 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from hyperinr.infra import provenance
 from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
-from hyperinr.param_space.weights import interpolation_weights
+from hyperinr.infra import provenance
 from hyperinr.infra.stage_info import write_info
+from hyperinr.param_space.weights import interpolation_weights
 
 __all__ = ["interpolation_weights", "lerp_predict", "lerp_weights"]
 

@@ -26,14 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-_ACTIVATIONS = {"ReLU": nn.ReLU, "None": nn.Identity, "Sigmoid": nn.Sigmoid}
-NETWORK_DEFAULTS = {
-    "otype": "FullyFusedMLP",
-    "activation": "ReLU",
-    "output_activation": "None",
-    "n_neurons": 64,
-    "n_hidden_layers": 2,
-}
+from hyperinr.models.network_config import ACTIVATIONS, network_config
+from hyperinr.models.seeding import empty_linear, seeded
+
+_MODULES = {"ReLU": nn.ReLU, "None": nn.Identity, "Sigmoid": nn.Sigmoid}
+_ACTIVATIONS = {name: _MODULES[name] for name in ACTIVATIONS}  # the names' one home
 #: tcnn's FullyFusedMLP/CutlassMLP REQUIRED_ALIGNMENT: layer widths are padded to multiples.
 TCNN_ALIGNMENT = 16
 
@@ -48,39 +45,36 @@ def tcnn_init_bound(n_in: int, n_out: int) -> float:
     return math.sqrt(6.0 / (tcnn_padded(n_in) + tcnn_padded(n_out)))
 
 
-def network_config(config: dict[str, Any]) -> dict[str, Any]:
-    """tcnn network dict with tcnn's defaults filled in; unknown activations fail here."""
-    full = {**NETWORK_DEFAULTS, **config}
-    if full["otype"] not in ("FullyFusedMLP", "CutlassMLP"):
-        raise ValueError(f"network otype '{full['otype']}' is not supported (FullyFusedMLP)")
-    for key in ("activation", "output_activation"):
-        if full[key] not in _ACTIVATIONS:
-            raise ValueError(f"network {key} '{full[key]}' is not one of {sorted(_ACTIVATIONS)}")
-    return full
-
-
 class MLP(nn.Module):
     """n_in -> n_hidden_layers x n_neurons -> n_out; `layers` are the tcnn weight matrices.
 
     Weights start as tcnn's do (module docstring): U(+-tcnn_init_bound(n_in, n_out)) per layer,
-    drawn from torch's global generator (as many draws as nn.Linear's own init would take).
+    drawn from `generator` (hyperinr.models.seeding: the owning model seeds it from its config;
+    None: a generator seeded 0, e.g. for an MLP whose weights are loaded next), never from
+    torch's global generator.
     """
 
-    def __init__(self, n_inputs: int, n_outputs: int, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        config: dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.config = network_config(config)
         width = int(self.config["n_neurons"])
         depth = int(self.config["n_hidden_layers"])
         sizes = [n_inputs] + [width] * depth + [n_outputs]
-        # skip_init: no throw-away default init, so the global generator advances exactly as
-        # it did with nn.Linear's own init and later draws elsewhere stay where they were
+        gen = seeded(0) if generator is None else generator
         self.layers = nn.ModuleList(
-            nn.utils.skip_init(nn.Linear, a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:])
+            empty_linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:])
         )
         with torch.no_grad():
             for layer in self.layers:
                 bound = tcnn_init_bound(layer.in_features, layer.out_features)
-                layer.weight.uniform_(-bound, bound)
+                layer.weight.uniform_(-bound, bound, generator=gen)
         self.activation = _ACTIVATIONS[self.config["activation"]]()
         self.output_activation = _ACTIVATIONS[self.config["output_activation"]]()
         self.n_inputs = n_inputs

@@ -91,6 +91,12 @@ def load_weights(path: str | Path, model: nn.Module, state: dict[str, Any]) -> N
         raise ValueError(f"{path}: weights do not match the recorded model ({first})") from None
 
 
+def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters (hash tables included): the quantity budgets are equalised on and
+    info.json reports."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def model_kind(path: str | Path) -> str:
     """The `kind` a model file records: how a caller that accepts any model picks its loader."""
     state = torch_load_plain(path, "model")

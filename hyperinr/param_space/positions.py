@@ -186,7 +186,7 @@ def distill_params(
     Poisson-disk samples united with gaussian.count samples around `centres` (the training
     parameters: NVS, Fig. 5A) and `uniform` uniform samples (DGS, Fig. 5B)."""
     if n < 2:
-        raise ValueError("distill_set.n_params must be >= 2")
+        raise ValueError("distill_set.n_samples must be >= 2")
     mask = periodic_mask(periodic, n_param_dims)
     if n_param_dims == 1:
         if gaussian.count != 0 or uniform != 0:
@@ -203,7 +203,7 @@ def distill_params(
         gaussian,
         uniform,
         mask,
-        ("distill_set.n_params", "distill_set.gaussian.count", "distill_set.uniform"),
+        ("distill_set.n_samples", "distill_set.gaussian.count", "distill_set.uniform"),
     )
     check_distinct(points, "distillation parameters", mask)
     return points

@@ -14,26 +14,20 @@ whose parameter count lands nearest, counted on the meta device (no memory).
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from hyperinr.infra import provenance
-
-from hyperinr.training import distributed
-from hyperinr.sweeps import MODEL_SWEEPS
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import Config
-from hyperinr.training.targets import GROUND_TRUTH, GroundTruthTargets
-from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.encoding import HashGrid
-from hyperinr.models.baselines import parameter_count
+from hyperinr.infra import provenance
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.independent import IndependentINRs, save_independent
 from hyperinr.models.mlp import MLP
-from hyperinr.stages.baseline import build_baseline, train_baseline
+from hyperinr.models.model_file import parameter_count
+from hyperinr.stages.baseline import baseline_kind, train_baseline
 from hyperinr.stages.common import (
     DatasetTensors,
     load_dataset_meta,
@@ -44,7 +38,10 @@ from hyperinr.stages.common import (
 )
 from hyperinr.stages.distill import distill_hyperinr
 from hyperinr.stages.teacher import train_teacher
+from hyperinr.sweeps import MODEL_SWEEPS
+from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size
+from hyperinr.training.targets import GROUND_TRUTH, GroundTruthTargets
 
 MODELS = tuple(m for sweep in MODEL_SWEEPS.values() for m in sweep)
 LOG2_T_RANGE = range(4, 25)  # tcnn's table sizes the budget search may pick from
@@ -86,7 +83,9 @@ def model_config(cfg: Config, name: str, meta: DatasetTensors) -> tuple[Config, 
                 trial = copy.deepcopy(plain)
                 trial["baselines"]["hashinr"]["encoding"]["log2_hashmap_size"] = k
                 with torch.device("meta"):
-                    return parameter_count(build_baseline("hashinr", Config.from_dict(trial), meta))
+                    return parameter_count(
+                        baseline_kind("hashinr").build(Config.from_dict(trial), meta)
+                    )
 
             enc["log2_hashmap_size"] = log2_size_for_budget(count, budget)
         return Config.from_dict(plain), budget if name != "hashinr_large" else None
@@ -120,32 +119,26 @@ def train_ablation_model(cfg: Config, name: str, dataset: Path, out_dir: Path) -
     """Trains model `name` into `out_dir` (model.pt, info.json, resumable checkpoint.pt)."""
     meta, _ = load_dataset_meta(dataset)
     derived, budget = model_config(cfg, name, meta)
+    extra = {"ablation_model": name, "budget": budget}  # info.json, for the sweep's table
     if name == "coordnet":
-        path = train_teacher(derived, dataset, out_dir)
-    elif name in ("neurcomp", "hashinr", "hashinr_large"):
-        path = train_baseline(derived, name.removesuffix("_large"), dataset, out_dir)
-    elif name == "independent_mlps":
-        path = train_independent(derived, dataset, out_dir)
-    else:
-        path = distill_hyperinr(derived, dataset, None, out_dir)
-    if distributed.is_main():
-        _annotate(out_dir / "info.json", {"ablation_model": name, "budget": budget})
-    return path
+        return train_teacher(derived, dataset, out_dir, extra_info=extra)
+    if name in ("neurcomp", "hashinr", "hashinr_large"):
+        return train_baseline(
+            derived, name.removesuffix("_large"), dataset, out_dir, extra_info=extra
+        )
+    if name == "independent_mlps":
+        return train_independent(derived, dataset, out_dir, extra_info=extra)
+    return distill_hyperinr(derived, dataset, None, out_dir, extra_info=extra)
 
 
-def _annotate(info_path: Path, extra: dict[str, Any]) -> None:
-    info = {**json.loads(info_path.read_text()), **extra}
-    with atomic_path(info_path) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-
-
-def train_independent(cfg: Config, dataset: Path, out_dir: Path) -> Path:
+def train_independent(
+    cfg: Config, dataset: Path, out_dir: Path, *, extra_info: dict[str, Any] | None = None
+) -> Path:
     """One INR per training frame (hyperinr.models.independent), trained on its frame alone;
     the hyperinr section's encoding, network and schedule, so it differs from shared_mlp in
     one thing only: the MLPs are not shared."""
     configure_threads(cfg.runtime.threads)
     device = distributed.init(resolve_device(cfg.runtime.device))
-    torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
     h = cfg.hyperinr
     produced_by = provenance.record(
@@ -169,5 +162,5 @@ def train_independent(cfg: Config, dataset: Path, out_dir: Path) -> Path:
             path, model, {**meta_dict(meta), "produced_by": produced_by}
         ),
         seed=cfg.runtime.seed, desc="independent INRs", find_unused_parameters=True,
-        info=lambda: {"n_inrs": model.n_inrs, **source.describe()},
+        info=lambda: {"n_inrs": model.n_inrs, **source.describe()}, extra_info=extra_info,
     )  # fmt: skip

@@ -5,7 +5,7 @@ sit, and the one train-then-publish protocol of every training stage."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperinr.training import distributed
-from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.config import Config, TrainConfig
 from hyperinr.data.store import open_dataset
-from hyperinr.models.baselines import parameter_count
-from hyperinr.models.coordnet import CoordNet
-from hyperinr.param_space.positions import GaussianSpec, distill_params, encoder_positions
+from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.infra.stage_info import write_info
+from hyperinr.models.coordnet import coordnet_parameter_count
+from hyperinr.models.model_file import parameter_count
+from hyperinr.param_space.positions import GaussianSpec, distill_params, encoder_positions
+from hyperinr.training import distributed
 from hyperinr.training.loop import discard_checkpoint, train
 
 
@@ -114,11 +114,11 @@ def encoder_positions_for(cfg: Config, meta: DatasetTensors) -> np.ndarray:
 
 
 def distill_parameters(cfg: Config, meta: DatasetTensors) -> np.ndarray:
-    """[N_D, P] normalised distillation parameters: the distillation set's (and, targets
+    """[N_D, P] normalised distillation parameters: the distillation set's (and, target_source
     on_demand, the loader's); uniform in 1-D, Poisson-disk + Gaussian + uniform in n-D."""
     ds = cfg.distill_set
     return distill_params(
-        ds.n_params,
+        ds.n_samples,
         meta.n_params,
         cfg.runtime.seed,
         centres=_train_params(meta),
@@ -133,16 +133,11 @@ def _train_params(meta: DatasetTensors) -> np.ndarray:
 
 
 def teacher_parameter_count(cfg: Config, meta: DatasetTensors) -> int:
-    """Parameters of the configured CoordNet for this dataset, built on the meta device: no
-    memory and no draw from the random stream the baseline's own initialisation uses."""
-    with torch.device("meta"):
-        teacher = CoordNet(
-            meta.n_params + meta.n_spatial,
-            meta.n_channels,
-            cfg.teacher.widths,
-            cfg.teacher.hidden_blocks,
-        )
-    return parameter_count(teacher)
+    """Parameters of the configured CoordNet for this dataset (the baselines' budget)."""
+    return coordnet_parameter_count(
+        meta.n_params + meta.n_spatial, meta.n_channels, cfg.teacher.widths,
+        cfg.teacher.hidden_blocks,
+    )  # fmt: skip
 
 
 def train_and_publish(
@@ -158,12 +153,15 @@ def train_and_publish(
     seed: int,
     desc: str,
     info: Callable[[], dict[str, Any]] = dict,
+    extra_info: Mapping[str, Any] | None = None,
     find_unused_parameters: bool = False,
 ) -> Path:
     """Train `model` into `out_dir`, resumable from `out_dir/checkpoint.pt` only for the same
     `produced_by` hash, then publish: rank 0 writes model.pt (`save`) and info.json (the
-    run's record plus `info()`) and discards the last checkpoint, so a finished stage leaves
-    nothing to resume; under torchrun the other ranks wait for it. Returns model.pt's path."""
+    run's record plus `info()` and the caller's `extra_info`, e.g. the ablation model's name
+    and budget: written once, never patched after publishing) and discards the last
+    checkpoint, so a finished stage leaves nothing to resume; under torchrun the other ranks
+    wait for it. Returns model.pt's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     model_path = out_dir / "model.pt"
@@ -190,6 +188,7 @@ def train_and_publish(
             produced_by=produced_by,
             **info(),
             **({"processes": world} if world > 1 else {}),
+            **(extra_info or {}),
         )
         discard_checkpoint(checkpoint)
     distributed.barrier()

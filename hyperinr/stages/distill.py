@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hyperinr.infra import provenance
-
-from hyperinr.training import distributed
 from hyperinr.config import Config
-from hyperinr.training.loader import Targets, TeacherTargets, open_targets
-from hyperinr.training.targets import (
-    GROUND_TRUTH,
-    TRAINING_MODES,
-    Anchors,
-    CorrectedTargets,
-    GroundTruthTargets,
-    HybridTargets,
-    choose_shrinkage,
-)
+from hyperinr.infra import provenance
 from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import load_teacher, teacher_values
 from hyperinr.models.hyperinr import HyperINR, save_hyperinr
@@ -36,7 +25,18 @@ from hyperinr.stages.common import (
     read_frames,
     train_and_publish,
 )
+from hyperinr.training import distributed
+from hyperinr.training.loader import Targets, TeacherTargets, open_targets
 from hyperinr.training.loop import rank_batch_size
+from hyperinr.training.targets import (
+    GROUND_TRUTH,
+    TRAINING_MODES,
+    Anchors,
+    CorrectedTargets,
+    GroundTruthTargets,
+    HybridTargets,
+    choose_shrinkage,
+)
 
 _TEACHER_BATCH = 65536  # points per teacher call for the anchors (changes no value)
 
@@ -48,11 +48,14 @@ def distill_hyperinr(
     out_dir: Path,
     teacher: Path | None = None,
     validation_teacher: Path | None = None,
+    *,
+    extra_info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`
-    only when it was written for the same targets and settings (its provenance).
+    """Writes `out_dir/model.pt` and `out_dir/info.json` (with `extra_info`); resumes from
+    `out_dir/checkpoint.pt` only when it was written for the same targets and settings (its
+    provenance).
 
-    Targets come from the distillation set (`hyperinr.targets: precomputed`, in memory or
+    Targets come from the distillation set (`hyperinr.target_source: precomputed`, in memory or
     streamed, see hyperinr/training/loader.py) or from the teacher itself (`on_demand`); with
     targets_mode ground_truth from the training frames alone (neither is read). targets_mode
     corrected with shrinkage null chooses a with `validation_teacher` (rule teacher_validation).
@@ -63,7 +66,6 @@ def distill_hyperinr(
     """
     configure_threads(cfg.runtime.threads)
     device = distributed.init(resolve_device(cfg.runtime.device))
-    torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
     batch = rank_batch_size(cfg.hyperinr.train.batch_size)  # this process's share
     world = distributed.world_size()
@@ -110,7 +112,7 @@ def distill_hyperinr(
             lambda path: save_hyperinr(
                 path, model, {**meta_dict(meta), "produced_by": produced_by}
             ),
-            seed=cfg.runtime.seed, desc="distill",
+            seed=cfg.runtime.seed, desc="distill", extra_info=extra_info,
             info=lambda: {
                 "n_encoders": model.n_encoders, "targets_mode": cfg.hyperinr.targets_mode,
                 **mode_facts, **targets.describe(),
@@ -130,18 +132,20 @@ def _targets(
     batch: int,
 ) -> tuple[Targets, dict[str, str]]:
     """The batch source and the content hash of where its numbers come from (provenance)."""
-    if cfg.hyperinr.targets == "on_demand":
+    if cfg.hyperinr.target_source == "on_demand":
         if teacher is None:
-            raise ValueError("hyperinr.targets is on_demand: distill needs --teacher")
+            raise ValueError("hyperinr.target_source is on_demand: distill needs --teacher")
         model, tstate = load_teacher(Path(teacher), device)
         check_teacher(Path(teacher), tstate, meta, dataset_hash)
         params01 = distill_parameters(cfg, meta)
         source = TeacherTargets(model, params01, meta.dims, device, batch)
         return source, {"teacher": provenance.sha256_file(teacher)}
-    if cfg.hyperinr.targets != "precomputed":
-        raise ValueError(f"hyperinr.targets '{cfg.hyperinr.targets}' is not precomputed|on_demand")
+    if cfg.hyperinr.target_source != "precomputed":
+        raise ValueError(
+            f"hyperinr.target_source '{cfg.hyperinr.target_source}' is not precomputed|on_demand"
+        )
     if distill_set is None:
-        raise ValueError("hyperinr.targets is precomputed: distill needs --distill-set")
+        raise ValueError("hyperinr.target_source is precomputed: distill needs --distill-set")
     source = open_targets(
         distill_set,
         device,

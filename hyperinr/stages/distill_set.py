@@ -35,8 +35,6 @@ import numpy as np
 import torch
 import zarr
 
-from hyperinr.infra import provenance
-from hyperinr.infra.atomic import atomic_path, clean_stale_temporaries
 from hyperinr.config import Config
 from hyperinr.data.distill_store import (
     DISTILL_SET_LAYOUT_VERSION,
@@ -47,10 +45,12 @@ from hyperinr.data.distill_store import (
     set_content_hash,
 )
 from hyperinr.data.store import consolidate
-from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import n_voxels
-from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
+from hyperinr.infra import provenance
+from hyperinr.infra.atomic import atomic_path, clean_stale_temporaries
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.infra.stage_info import write_info
+from hyperinr.models.coordnet import CoordNet, load_teacher, teacher_values
 from hyperinr.stages.common import (
     DatasetTensors,
     check_teacher,
@@ -70,18 +70,18 @@ _SHARD_INFO = "info.json"  # timing sidecar inside a shard directory; not part o
 
 
 def n_shards(cfg: Config) -> int:
-    return math.ceil(cfg.distill_set.n_params / cfg.distill_set.shard_size)
+    return math.ceil(cfg.distill_set.n_samples / cfg.distill_set.shard_size)
 
 
 def shard_range(cfg: Config, shard: int) -> tuple[int, int]:
     """Global parameter indices [lo, hi) of `shard`."""
     if not 0 <= shard < n_shards(cfg):
         raise ValueError(
-            f"shard {shard} does not exist: distill_set.n_params={cfg.distill_set.n_params} "
+            f"shard {shard} does not exist: distill_set.n_samples={cfg.distill_set.n_samples} "
             f"and shard_size={cfg.distill_set.shard_size} make {n_shards(cfg)} shards"
         )
     lo = shard * cfg.distill_set.shard_size
-    return lo, min(lo + cfg.distill_set.shard_size, cfg.distill_set.n_params)
+    return lo, min(lo + cfg.distill_set.shard_size, cfg.distill_set.n_samples)
 
 
 def shard_path(shards_dir: Path, shard: int) -> Path:
@@ -109,7 +109,7 @@ def _disk_full(err: OSError, what: Path) -> OSError:
         return OSError(
             errno.ENOSPC,
             f"{what}: disk full while writing the distillation set; nothing was published "
-            "(free space, or lower distill_set.n_params / use dtype float16 / mode subset)",
+            "(free space, or lower distill_set.n_samples / use dtype float16 / coverage subset)",
         )
     return err
 
@@ -132,7 +132,8 @@ class SetContext:
 
     @property
     def mode(self) -> str:
-        return self.cfg.distill_set.mode
+        """distill_set.coverage, stored as the set's `mode` attr (the store's own field)."""
+        return self.cfg.distill_set.coverage
 
     @property
     def dtype(self) -> Any:
@@ -176,8 +177,10 @@ def prepare(cfg: Config, dataset: Path, teacher: Path) -> SetContext:
         raise ValueError(
             f"distill_set.dtype '{cfg.distill_set.dtype}' is not one of {list(_DTYPES)}"
         )
-    if cfg.distill_set.mode not in MODES:
-        raise ValueError(f"distill_set.mode '{cfg.distill_set.mode}' is not one of {list(MODES)}")
+    if cfg.distill_set.coverage not in MODES:
+        raise ValueError(
+            f"distill_set.coverage '{cfg.distill_set.coverage}' is not one of {list(MODES)}"
+        )
     if cfg.distill_set.shard_size < 1:
         raise ValueError("distill_set.shard_size must be >= 1")
     device = resolve_device(cfg.runtime.device)

@@ -1,10 +1,10 @@
 """Stage `predict`: every frame reconstructed by a model, in physical units, for evaluation.
 
-HyperINR predictions go through the path a user's renderer takes: `generate(theta)` builds a
-standalone INR (timed: the paper's generation latency), which is then evaluated on the grid
-(timed: inference bandwidth); so do the independent INRs of the shared-MLP ablation, whose
-`generate` blends every weight. The teacher and the baselines (NeurComp, HashINR; Sec. 6.3) are
-single networks over (theta, x): evaluated on the whole grid per frame, timed the same way.
+Any kind of model the registry knows (hyperinr.models.registry) predicts the same way: its
+field at each frame's parameter is evaluated on the grid (timed: inference bandwidth). For
+kinds that generate a standalone INR per parameter (HyperINR, the independent INRs of the
+shared-MLP ablation), that generation is timed apart: the paper's generation latency, the
+path a user's renderer takes. LERP (no model) is hyperinr.models.lerp.
 """
 
 from __future__ import annotations
@@ -14,34 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from hyperinr.infra import provenance
 from hyperinr.config import Config
 from hyperinr.data.store import write_frames_store
+from hyperinr.grid import field_values, n_voxels
+from hyperinr.infra import provenance
 from hyperinr.infra.device import configure_threads, resolve_device
-from hyperinr.grid import grid_coords, n_voxels
-from hyperinr.models.baselines import BASELINES, baseline_volume, load_baseline
-from hyperinr.models.coordnet import load_teacher, teacher_values
-from hyperinr.models.hyperinr import load_hyperinr
-from hyperinr.models.independent import load_independent
-from hyperinr.models.inr import INR
 from hyperinr.infra.stage_info import write_info
+from hyperinr.infra.timing import timer
+from hyperinr.models import registry
+from hyperinr.models.model_file import model_kind
 from hyperinr.stages.common import DatasetTensors, load_dataset_meta
-
-METHODS = ("teacher", "hyperinr", *BASELINES, "independent")
-
-
-@torch.inference_mode()
-def inr_volume(inr: INR, dims: tuple[int, ...], batch: int, device: torch.device) -> np.ndarray:
-    """A standalone INR on the full grid: [n_voxels, C] float32 in [0, 1]."""
-    total = n_voxels(dims)
-    out = np.empty((total, inr.network.n_outputs), dtype=np.float32)
-    for start in range(0, total, batch):
-        x = grid_coords(dims, start, start + batch, device=device)
-        out[start : start + len(x)] = inr(x).float().cpu().numpy()
-    return out
 
 
 def _shape(meta: DatasetTensors) -> tuple[int, ...]:
@@ -50,8 +34,11 @@ def _shape(meta: DatasetTensors) -> tuple[int, ...]:
 
 def _check_layout(path: Path, state: dict, meta: DatasetTensors) -> None:
     """A model file made for another dataset layout fails here, naming the file, rather than
-    as a shape error deep inside the network."""
+    as a shape error deep inside the network (files that record their layout: the networks
+    trained on the frames)."""
     arch = state.get("arch", {})
+    if "n_spatial" not in arch:
+        return
     got = (arch.get("n_params"), arch.get("n_spatial"), arch.get("n_outputs"))
     need = (meta.n_params, meta.n_spatial, meta.n_channels)
     if got != need or list(state.get("dims", [])) != list(meta.dims):
@@ -61,43 +48,35 @@ def _check_layout(path: Path, state: dict, meta: DatasetTensors) -> None:
         )
 
 
-def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path) -> Path:
-    """Writes the prediction store `out` and `out` with suffix .json (timings)."""
-    if method not in METHODS:
-        raise ValueError(f"predict: unknown method '{method}' (one of {', '.join(METHODS)})")
+def predict(
+    cfg: Config, method: str | None, dataset: Path, model_path: Path, out: Path
+) -> Path:
+    """Writes the prediction store `out` and `out` with suffix .json (timings). `method`
+    None: the kind the model file records; else it must be that kind (or one of its names)."""
+    file_kind = model_kind(model_path)
+    kind = registry.get(file_kind)
+    if method is not None and registry.get(method) != kind:
+        raise ValueError(f"{model_path}: a {kind.name} model file, not {method}")
+    method = kind.name
+    impl = kind.impl()
     configure_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     meta, store = load_dataset_meta(dataset)
     lo, hi = meta.value_range
-    batch = cfg.evaluate.batch_size
+    batch = cfg.predict.batch_size
     inputs = {"dataset": store.content_hash, "model": provenance.sha256_file(model_path)}
-    produced_by = provenance.record(f"predict_{method}", cfg, inputs)
+    produced_by = provenance.record("predict", cfg, inputs)
     timings: dict[str, list[float]] = {"generate_ms": [], "infer_seconds": []}
+    network, state = impl.load(model_path, device)
+    _check_layout(model_path, state, meta)
+    n_out = impl.n_outputs(network)
 
-    if method == "teacher":
-        teacher, _ = load_teacher(model_path, device)
-
-        def volume(i: int) -> np.ndarray:
-            return teacher_values(teacher, meta.params01[i], meta.dims, batch, device)
-
-    elif method in BASELINES:
-        baseline, state = load_baseline(model_path, method, device)
-        _check_layout(model_path, state, meta)
-
-        def volume(i: int) -> np.ndarray:
-            return baseline_volume(baseline, meta.params01[i], meta.dims, batch, device)
-
-    else:
-        load = load_independent if method == "independent" else load_hyperinr
-        hyper, _ = load(model_path, device)
-
-        def volume(i: int) -> np.ndarray:
-            t0 = time.perf_counter()
-            inr = hyper.generate(meta.params01[i].double().numpy())
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timings["generate_ms"].append((time.perf_counter() - t0) * 1e3)
-            return inr_volume(inr, meta.dims, batch, device)
+    def volume(i: int) -> np.ndarray:
+        with timer(device) as gen:
+            field = impl.field(network, meta.params01[i].double().numpy())
+        if impl.generates:
+            timings["generate_ms"].append(gen.ms)
+        return field_values(field, meta.dims, n_out, batch, device)
 
     # the store's attrs are written after the last frame, so the generator can still add to them
     attrs = {"method": method, "value_range": [lo, hi], "produced_by": produced_by}
@@ -118,6 +97,7 @@ def predict(cfg: Config, method: str, dataset: Path, model_path: Path, out: Path
     n_vox = n_voxels(meta.dims)
     extra = {
         "method": method,
+        "kind": kind.file_kind,
         "frames": len(meta.params01),
         "voxels_per_second": round(
             n_vox * len(timings["infer_seconds"]) / sum(timings["infer_seconds"])

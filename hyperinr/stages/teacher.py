@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from hyperinr.infra import provenance
-
-from hyperinr.training import distributed
 from hyperinr.config import Config
-from hyperinr.training.targets import validation_split
-from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.grid import flat_to_coords, n_voxels
+from hyperinr.infra import provenance
+from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
 from hyperinr.stages.common import load_dataset_meta, read_frames, train_and_publish
+from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size
+from hyperinr.training.targets import validation_split
 
 log = logging.getLogger(__name__)
 
 
-def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = False) -> Path:
-    """Writes `out_dir/model.pt` and `out_dir/info.json`; resumes from `out_dir/checkpoint.pt`
-    only when it was written for the same dataset content and settings (its provenance).
+def train_teacher(
+    cfg: Config,
+    dataset: Path,
+    out_dir: Path,
+    validation: bool = False,
+    *,
+    extra_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes `out_dir/model.pt` and `out_dir/info.json` (with `extra_info`); resumes from
+    `out_dir/checkpoint.pt` only when it was written for the same dataset content and settings
+    (its provenance).
 
     `validation`: the validation teacher that chooses the correction's shrinkage: the same
     network and schedule trained without the held-out training frames of
@@ -37,7 +46,6 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = 
     """
     configure_threads(cfg.runtime.threads)
     device = distributed.init(resolve_device(cfg.runtime.device))
-    torch.manual_seed(cfg.runtime.seed)
     meta, store = load_dataset_meta(dataset)
     stage = "teacher_validation" if validation else "teacher"
     produced_by = provenance.record(stage, cfg, {"dataset": store.content_hash})
@@ -61,6 +69,7 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = 
         meta.n_channels,
         cfg.teacher.widths,
         cfg.teacher.hidden_blocks,
+        seed=cfg.runtime.seed,
     )
     batch = rank_batch_size(train_cfg.batch_size)  # this process's share
 
@@ -78,4 +87,5 @@ def train_teacher(cfg: Config, dataset: Path, out_dir: Path, validation: bool = 
             "dims": list(meta.dims), **split,
         }),
         seed=cfg.runtime.seed, desc=stage.replace("_", " "), info=lambda: split,
+        extra_info=extra_info,
     )  # fmt: skip

@@ -7,8 +7,8 @@ on CUDA, gloo on CPU (the tests run 2 CPU processes). When WORLD_SIZE is unset o
 happens: no process group, and every helper here answers as rank 0 of 1 or does nothing, so a
 single-process run takes exactly the code path it always took.
 
-What each rank does in a training stage is described in hyperinr/training/loop.py; in short every rank
-trains on its own batches, gradients are averaged by DDP, and only rank 0 writes files.
+What each rank does in a training stage is described in hyperinr/training/loop.py; in short
+every rank trains on its own batches, gradients are averaged by DDP, and only rank 0 writes files.
 """
 
 from __future__ import annotations

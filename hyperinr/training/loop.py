@@ -11,7 +11,8 @@ the last step, and the stage deletes the last intermediate one (`discard_checkpo
 has published the model. A finished stage therefore leaves nothing a later run could resume
 from, and `snakemake --forcerun X` trains X from step 0.
 
-Data-parallel (DDP, `hyperinr.training.distributed`; torchrun started the stage with WORLD_SIZE = W > 1):
+Data-parallel (DDP, `hyperinr.training.distributed`; torchrun started the stage with
+WORLD_SIZE = W > 1):
 
 - The model is wrapped in DistributedDataParallel: every rank computes the loss on its own
   batch and DDP averages the gradients over the ranks during `backward`, so every rank takes the
@@ -65,11 +66,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hyperinr.training import distributed
-from hyperinr.infra.atomic import atomic_path
 from hyperinr.config import TrainConfig
+from hyperinr.infra.atomic import atomic_path
 from hyperinr.infra.device import amp_enabled
 from hyperinr.models.model_file import torch_load_plain
+from hyperinr.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ def train(
     `tag` identifies the configuration and inputs (the stage's provenance hash): a checkpoint
     with another tag, or of a finished run, is never resumed. The generator handed to
     `batch_fn` is checkpointed too, so a resumed run draws the same batches it would have drawn.
-    Under torchrun (WORLD_SIZE > 1, process group joined with `hyperinr.training.distributed.init`) this
+    Under torchrun (WORLD_SIZE > 1, process group joined with
+    `hyperinr.training.distributed.init`) this
     trains data-parallel: see the module docstring.
     """
     if cfg.loss not in _LOSSES:

@@ -43,9 +43,6 @@ import torch
 from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.param_space.weights import interpolation_weights
 
-MODES = ("teacher", "corrected", "hybrid")  # distillation modes (rule target_modes compares them)
-GROUND_TRUTH = "ground_truth"  # no teacher, no set: the training frames alone
-TRAINING_MODES = (*MODES, GROUND_TRUTH)
 SHRINKAGE_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # 0, 0.05, ..., 1
 
 

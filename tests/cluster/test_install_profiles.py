@@ -69,9 +69,12 @@ def test_snakemake_finds_installed_profile_by_name(tmp_path, run_snakemake):
     assert "rule teacher:" in res.output and "gpu=1" in res.output
 
 
-def test_profile_scripts_resolve_to_absolute_paths_through_the_link(tmp_path):
+def test_profile_scripts_resolve_to_absolute_paths_through_the_link(tmp_path, monkeypatch):
     from snakemake.profiles import ProfileConfigFileParser
 
+    # parsing runs the profile's YTE definitions here, which set HYPERINR_NODE_GPUS in this
+    # process: recorded so that it is undone after the test, never seen by a later one
+    monkeypatch.setenv("HYPERINR_NODE_GPUS", "4")
     (link,) = [p for p in install_profiles(tmp_path, log=lambda _: None) if p.name == "polaris"]
     with open(link / "config.v8+.yaml") as f:
         parsed = ProfileConfigFileParser().parse(f)

@@ -552,6 +552,7 @@ def test_dry_run_lists_jobs_with_resources(tmp_path, run_snakemake, cluster_gene
     assert "gpu=0" in out[out.index("rule evaluate:") :]
 
 
+@pytest.mark.slow
 def test_toy_workflow_through_polaris_profile(tmp_path, fake_pbs, run_snakemake, cluster_generic):
     work = toy(tmp_path)
     env = {**fake_pbs, **ENV}
@@ -587,6 +588,7 @@ def wait_for_running(env, rule, timeout=60) -> dict:
     raise AssertionError(f"no running {rule} job within {timeout} s")
 
 
+@pytest.mark.slow
 def test_qdel_mid_run_fails_the_job_and_the_retry_reruns_it(tmp_path, fake_pbs, cluster_generic):
     """CPU rules run 'on the login node' (HYPERINR_PBS_LOCAL=cpu); teacher goes
     to PBS, sleeps on attempt 1, is qdel'ed, fails, and attempt 2 succeeds."""
@@ -616,6 +618,7 @@ def test_qdel_mid_run_fails_the_job_and_the_retry_reruns_it(tmp_path, fake_pbs, 
     assert (work / "results" / "eval_a.txt").exists()
 
 
+@pytest.mark.slow
 def test_walltime_kill_and_failing_job_are_reported_failed(
     tmp_path, fake_pbs, run_snakemake, cluster_generic
 ):
@@ -680,10 +683,16 @@ def test_real_tiny_workflow_through_polaris_profile(
     assert (work / SUMMARY).exists()
 
     jobs = pbs_jobs_by_rule(env)
-    # PBS job names: rule names, or the group of packed one-GPU jobs (pack_shards, pack_predict).
-    rules = {"simulate", "ingest", "teacher", "pack_shards", "distill_set", "distill"}
+    # PBS job names: rule names (15 characters at most), or the group of packed one-GPU jobs
+    # (pack_shards, pack_predict).
+    rules = {"simulate", "ingest", "teacher", "teacher_validat", "pack_shards", "distill"}
     assert rules <= set(jobs) and "pack_predict" in jobs, sorted(jobs)
-    assert "report" not in jobs  # pbs_local: 1 in the profile
+    assert {"speed", "renders"} <= set(jobs), sorted(jobs)  # GPU rules of their own
+    assert not {"report", "distill_set"} & set(jobs)  # localrules: run inside Snakemake
+    assert {k: len(v) for k, v in jobs.items() if k != "pack_shards"} == dict.fromkeys(
+        ["simulate", "ingest", "teacher", "teacher_validat", "distill", "pack_predict",
+         "evaluate", "speed", "renders"], 1
+    )  # fmt: skip
     assert all(j["Exit_status"] == 0 for js in jobs.values() for j in js)
     assert "evaluate" in jobs and len(jobs["pack_predict"]) == 1  # lerp, teacher, hyperinr
     assert "ngpus=2" in jobs["pack_predict"][0]["Resource_List"]["select"]  # lerp needs none
@@ -699,6 +708,8 @@ def test_real_tiny_workflow_through_polaris_profile(
     assert ":ncpus=4" in select  # 4 ranks x runtime.threads (1 in config/test.yaml)
     for rule in ("simulate", "ingest", "evaluate"):
         assert "ngpus" not in jobs[rule][0]["Resource_List"]["select"], rule
+    for rule in ("speed", "renders"):  # their own resources (once predict's)
+        assert ":ngpus=1" in jobs[rule][0]["Resource_List"]["select"], rule
 
     script = Path(teacher["script"]).read_text()
     assert '"rule": "teacher"' in script and f"cd {work}" in script

@@ -143,6 +143,7 @@ def dry_run(work: Path, fake_pbs, run_snakemake, *extra: str, files: dict | None
     return run_snakemake(args, work, {**fake_pbs, **ENV}, timeout=120)
 
 
+@pytest.mark.slow
 def test_impossible_runtime_fails_the_dry_run_in_one_line(
     tmp_path, fake_pbs, run_snakemake, cluster_generic
 ):
@@ -183,7 +184,8 @@ def test_training_config_records_the_processes_it_runs(
 # ------------------------------------------------------ CPU jobs, no GPU slot ---
 RESOLVE = """
 import os, sys, time
-from hyperinr.infra.device import resolve_device
+from hyperinr.infra.device import claim_gpus, resolve_device
+claim_gpus("auto")  # what hyperinr.cli.main does where a device verb starts
 print(resolve_device("auto"), repr(os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
 time.sleep(float(sys.argv[1]))
 """
@@ -576,6 +578,7 @@ def allocation_launches(work: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(state.glob("*.json"))]
 
 
+@pytest.mark.slow
 def test_allocation_runs_8_gpu_jobs_at_once_on_2_nodes(
     tmp_path, fake_pbs, run_snakemake, cluster_generic
 ):

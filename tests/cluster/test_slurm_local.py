@@ -145,6 +145,7 @@ def start_real_workflow(parent: Path, env: dict) -> BackgroundRun | str:
     )
 
 
+@pytest.mark.slow
 def test_toy_workflow_on_local_slurm(slurm_cluster, slurm_runs):
     run = slurm_runs["toy"]
     res = run.wait()
@@ -160,6 +161,7 @@ def test_toy_workflow_on_local_slurm(slurm_cluster, slurm_runs):
             assert "gres" not in info  # slurm-local forces gpu=0
 
 
+@pytest.mark.slow
 def test_a100_profile_requests_gpus_on_local_slurm(slurm_cluster, slurm_runs):
     """The real `slurm` profile against the same cluster, whose node advertises
     two (fake) a100 GRES in partition `gpu`: teacher must get --gpus=a100:1."""
@@ -268,5 +270,10 @@ def test_real_tiny_workflow_on_local_slurm(slurm_cluster, tmp_path, slurm_runs):
             _kill_group(run.proc)
     assert res.returncode == 0, res.tail(80)
     ids = slurm_job_ids(res.output)
-    for rule in ("simulate", "teacher", "distill", "evaluate", "report"):
+    for rule in ("simulate", "teacher", "distill", "predict", "evaluate", "speed", "renders"):
         assert rule in ids, f"{rule} did not go through Slurm: {sorted(ids)}"
+    assert not {"report", "distill_set"} & set(ids), sorted(ids)  # localrules
+    assert (run.cwd / "results/tgv16_test/report/summary.md").exists()
+    for jobid in ids["speed"] + ids["renders"]:  # GPU rules, forced to CPU by slurm-local
+        info = scontrol_job(slurm_cluster, jobid)
+        assert "Partition=debug" in info and "gres" not in info, info

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hyperinr.training.targets import Anchors, CorrectedTargets, HybridTargets
 from hyperinr.grid import flat_to_coords, n_voxels
+from hyperinr.training.targets import Anchors, CorrectedTargets, HybridTargets
 
 DIMS = (6, 7, 8)
 

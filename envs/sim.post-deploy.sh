@@ -1,0 +1,1 @@
+hyperinr.post-deploy.sh
