@@ -38,10 +38,10 @@ from hyperinr.stages.common import (
 )
 from hyperinr.stages.distill import distill_hyperinr
 from hyperinr.stages.teacher import train_teacher
-from hyperinr.sweeps import MODEL_SWEEPS
+from hyperinr.sweeps import GROUND_TRUTH, MODEL_SWEEPS
 from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size
-from hyperinr.training.targets import GROUND_TRUTH, GroundTruthTargets
+from hyperinr.training.targets import GroundTruthTargets
 
 MODELS = tuple(m for sweep in MODEL_SWEEPS.values() for m in sweep)
 LOG2_T_RANGE = range(4, 25)  # tcnn's table sizes the budget search may pick from

@@ -25,12 +25,11 @@ from hyperinr.stages.common import (
     read_frames,
     train_and_publish,
 )
+from hyperinr.sweeps import GROUND_TRUTH, TRAINING_MODES
 from hyperinr.training import distributed
 from hyperinr.training.loader import Targets, TeacherTargets, open_targets
 from hyperinr.training.loop import rank_batch_size
 from hyperinr.training.targets import (
-    GROUND_TRUTH,
-    TRAINING_MODES,
     Anchors,
     CorrectedTargets,
     GroundTruthTargets,
