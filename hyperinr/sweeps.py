@@ -42,27 +42,39 @@ SWEEPS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("log2_hashmap_size", "hyperinr.encoding.log2_hashmap_size", "log2_hashmap_size"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class SweepModel:
+    """A model of a model sweep: its name (directory, row), the registry kind it is
+    (hyperinr.models.registry: which trainer makes it) and its label in tables and plots."""
+
+    name: str
+    kind: str
+    label: str
+
+
 # sweep -> its models
-MODEL_SWEEPS: dict[str, tuple[str, ...]] = {
+SWEEP_TABLE: dict[str, tuple[SweepModel, ...]] = {
     # Fig. 7A-B at one parameter budget, then 7C: HashINR and HyperINR at their configured size
     "architectures": (
-        "coordnet", "neurcomp", "hashinr", "hyperinr", "hashinr_large", "hyperinr_large",
+        SweepModel("coordnet", "teacher", "CoordNet (budget)"),
+        SweepModel("neurcomp", "neurcomp", "NeurComp (budget)"),
+        SweepModel("hashinr", "hashinr", "HashINR (budget)"),
+        SweepModel("hyperinr", "hyperinr", "HyperINR on GT (budget)"),
+        SweepModel("hashinr_large", "hashinr", "HashINR (configured T)"),
+        SweepModel("hyperinr_large", "hyperinr", "HyperINR on GT (configured)"),
     ),
     # Fig. 8: one shared MLP vs one MLP per INR, both with encoders at the training frames
-    "shared_mlp": ("shared_mlp", "independent_mlps"),
-}  # fmt: skip
-# every model of the model sweeps (their kinds are recorded in their files: predict reads them)
-SWEEP_MODELS = tuple(dict.fromkeys(m for models in MODEL_SWEEPS.values() for m in models))
-MODEL_LABELS = {
-    "coordnet": "CoordNet (budget)",
-    "neurcomp": "NeurComp (budget)",
-    "hashinr": "HashINR (budget)",
-    "hyperinr": "HyperINR on GT (budget)",
-    "hashinr_large": "HashINR (configured T)",
-    "hyperinr_large": "HyperINR on GT (configured)",
-    "shared_mlp": "shared MLP (HyperINR)",
-    "independent_mlps": "independent MLPs",
+    "shared_mlp": (
+        SweepModel("shared_mlp", "hyperinr", "shared MLP (HyperINR)"),
+        SweepModel("independent_mlps", "independent", "independent MLPs"),
+    ),
 }
+MODEL_SWEEPS = {sweep: tuple(m.name for m in models) for sweep, models in SWEEP_TABLE.items()}
+SWEEP_MODEL = {m.name: m for models in SWEEP_TABLE.values() for m in models}
+SWEEP_MODELS = tuple(SWEEP_MODEL)
+MODEL_LABELS = {name: m.label for name, m in SWEEP_MODEL.items()}
 LABELS = {
     "encoders": "encoders N",
     "n_levels": "levels L",

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 from hyperinr.cluster.gpus import try_lock
+from hyperinr.cluster.jobscript import job_properties as read_properties
+from hyperinr.cluster.jobscript import requested_gpus
 from hyperinr.cluster.polaris import NODE_GPUS
 
 PROG = "hyperinr-allocation"
@@ -54,15 +56,18 @@ def allocation_hosts(env: dict[str, str] | None = None) -> list[str]:
 
 
 def job_properties(jobscript: str) -> dict:
-    """The `# properties = {...}` line Snakemake writes into every job script."""
-    for line in Path(jobscript).read_text().splitlines():
-        if line.startswith("# properties = "):
-            return json.loads(line[len("# properties = ") :])
-    raise AllocationError(f"no '# properties = ' line in job script {jobscript}")
+    """The job's properties (hyperinr.cluster.jobscript)."""
+    try:
+        return read_properties(jobscript)
+    except ValueError as err:
+        raise AllocationError(str(err)) from None
 
 
 def job_gpus(props: dict) -> int:
-    gpus = int(float((props.get("resources") or {}).get("gpu", 0) or 0))
+    try:
+        gpus = requested_gpus(props.get("resources") or {})
+    except ValueError as err:
+        raise AllocationError(str(err)) from None
     if gpus > NODE_GPUS:
         raise AllocationError(
             f"job {props.get('rule') or props.get('groupid')} asks {gpus} GPUs; a node has "

@@ -7,8 +7,7 @@ environment (envs/sim.yaml) without zarr or torch, which the store and ingest mo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hyperinr._lazy import lazy_getattr
 
 _HOME = {
     "DataError": "errors",
@@ -31,11 +30,4 @@ _HOME = {
 __all__ = sorted(_HOME)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'hyperinr.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hyperinr.data.{_HOME[name]}"), name)
-    # bound here, after the import: importing submodule `ingest` sets this package's attribute
-    # `ingest` to the module, which must not shadow the function of the same name
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOME)

@@ -7,8 +7,7 @@ report pulls in matplotlib, the metrics scikit-image).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hyperinr._lazy import lazy_getattr
 
 _EXPORTS = {
     "evaluate": "metrics",
@@ -18,10 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -24,6 +24,7 @@ from hyperinr.config import Config
 from hyperinr.encoding import HashGrid
 from hyperinr.infra import provenance
 from hyperinr.infra.device import configure_threads, resolve_device
+from hyperinr.models import registry
 from hyperinr.models.independent import IndependentINRs, save_independent
 from hyperinr.models.mlp import MLP
 from hyperinr.models.model_file import parameter_count
@@ -38,12 +39,12 @@ from hyperinr.stages.common import (
 )
 from hyperinr.stages.distill import distill_hyperinr
 from hyperinr.stages.teacher import train_teacher
-from hyperinr.sweeps import GROUND_TRUTH, MODEL_SWEEPS
+from hyperinr.sweeps import GROUND_TRUTH, SWEEP_MODEL
 from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size
 from hyperinr.training.targets import GroundTruthTargets
 
-MODELS = tuple(m for sweep in MODEL_SWEEPS.values() for m in sweep)
+MODELS = tuple(SWEEP_MODEL)
 LOG2_T_RANGE = range(4, 25)  # tcnn's table sizes the budget search may pick from
 
 
@@ -72,7 +73,7 @@ def model_config(cfg: Config, name: str, meta: DatasetTensors) -> tuple[Config, 
     if name == "coordnet":
         _set_steps(plain["teacher"], steps)
         return Config.from_dict(plain), budget
-    if name in ("neurcomp", "hashinr", "hashinr_large"):
+    if SWEEP_MODEL[name].kind in registry.names_trained_by("baseline"):
         _set_steps(b, steps)
         if name == "neurcomp":
             b["neurcomp"].update(width=None, budget=budget)
@@ -120,13 +121,12 @@ def train_ablation_model(cfg: Config, name: str, dataset: Path, out_dir: Path) -
     meta, _ = load_dataset_meta(dataset)
     derived, budget = model_config(cfg, name, meta)
     extra = {"ablation_model": name, "budget": budget}  # info.json, for the sweep's table
-    if name == "coordnet":
+    kind = registry.get(SWEEP_MODEL[name].kind)
+    if kind.trained_by == "teacher":
         return train_teacher(derived, dataset, out_dir, extra_info=extra)
-    if name in ("neurcomp", "hashinr", "hashinr_large"):
-        return train_baseline(
-            derived, name.removesuffix("_large"), dataset, out_dir, extra_info=extra
-        )
-    if name == "independent_mlps":
+    if kind.trained_by == "baseline":
+        return train_baseline(derived, kind.name, dataset, out_dir, extra_info=extra)
+    if kind.name == "independent":
         return train_independent(derived, dataset, out_dir, extra_info=extra)
     return distill_hyperinr(derived, dataset, None, out_dir, extra_info=extra)
 

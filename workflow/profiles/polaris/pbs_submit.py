@@ -37,7 +37,6 @@ standard library only too): run Snakemake from the activated venv.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shlex
@@ -47,6 +46,8 @@ import time
 from pathlib import Path
 
 from hyperinr.cluster import gpus, polaris
+from hyperinr.cluster.jobscript import int_resource, requested_gpus
+from hyperinr.cluster.jobscript import job_properties as jobscript_props
 
 PROG = "hyperinr-pbs-submit"
 DEFAULT_FILESYSTEMS = "home:eagle"
@@ -63,15 +64,12 @@ class SubmitError(Exception):
 
 
 def read_job_properties(jobscript: str | os.PathLike) -> dict:
-    """Parse the ``# properties = {json}`` line of a Snakemake job script."""
-    text = Path(jobscript).read_text()
-    for line in text.splitlines():
-        if line.startswith("# properties = "):
-            props = json.loads(line[len("# properties = ") :])
-            break
-    else:
-        raise SubmitError(f"no '# properties = ' line in job script {jobscript}")
-    m = re.search(r"--attempt (\d+)", text)
+    """The job's properties (hyperinr.cluster.jobscript) and its attempt number."""
+    try:
+        props = jobscript_props(jobscript)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
+    m = re.search(r"--attempt (\d+)", Path(jobscript).read_text())
     props["_attempt"] = int(m.group(1)) if m else 1
     return props
 
@@ -81,13 +79,10 @@ def _truthy(value) -> bool:
 
 
 def _int_resource(resources: dict, name: str, default: int) -> int:
-    value = resources.get(name, default)
-    if value is None or value == "":
-        return default
     try:
-        return int(math.ceil(float(value)))
-    except (TypeError, ValueError):
-        raise SubmitError(f"resource {name}={value!r} is not a number") from None
+        return int_resource(resources, name, default)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
 
 
 def job_name(props: dict) -> str:
@@ -134,7 +129,10 @@ def placement(resources: dict, env: dict) -> tuple[polaris.Placement, int]:
 
 def job_gpus(resources: dict) -> int:
     """The job's GPUs (a group job's: the sum of its jobs')."""
-    return max(0, _int_resource(resources, "gpu", 0))
+    try:
+        return requested_gpus(resources)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
 
 
 def is_local(props: dict, env: dict) -> bool:
