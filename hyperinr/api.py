@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 from hyperinr.data.store import DatasetStore, open_dataset
-from hyperinr.grid import field_values, normalise_params
+from hyperinr.grid import field_values
 from hyperinr.infra.timing import timer
 from hyperinr.models import registry
 from hyperinr.models.model_file import model_kind
+from hyperinr.param_space.normalise import normalise_params
 from hyperinr.param_space.weights import interpolation_weights
 from hyperinr.render import (
     DEFAULT_TRANSFER_FUNCTION,

@@ -70,7 +70,13 @@ def _cmd_scene(cfg: Config, args: argparse.Namespace) -> None:
 def _cmd_ingest(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.data.ingest import ingest
 
-    ingest(cfg.dataset, Path(args.out), config_hash=cfg.section_hash("dataset"))
+    ingest(
+        cfg.dataset,
+        Path(args.out),
+        config_hash=cfg.section_hash("dataset"),
+        store=cfg.store,
+        memory_mb=cfg.runtime.memory_mb,
+    )
 
 
 def _cmd_teacher(cfg: Config, args: argparse.Namespace) -> None:
@@ -128,6 +134,8 @@ def _cmd_predict(cfg: Config, args: argparse.Namespace) -> None:
             k=cfg.hyperinr.k_nearest,
             power=cfg.hyperinr.idw_power,
             info_path=out.with_suffix(".json"),
+            store=cfg.store,
+            memory_mb=cfg.runtime.memory_mb,
         )
         return
     from hyperinr.stages.predict import predict
@@ -151,7 +159,14 @@ def _pairs(items: list[str]) -> dict[str, Path]:
 def _cmd_evaluate(cfg: Config, args: argparse.Namespace) -> None:
     from hyperinr.evaluate.metrics import evaluate
 
-    evaluate(Path(args.dataset), _pairs(args.pred), Path(args.out))
+    evaluate(
+        Path(args.dataset),
+        _pairs(args.pred),
+        Path(args.out),
+        threads=cfg.runtime.threads,
+        memory_mb=cfg.runtime.memory_mb,
+        dask_scheduler=cfg.runtime.dask_scheduler,
+    )
 
 
 def _cmd_report(cfg: Config, args: argparse.Namespace) -> None:

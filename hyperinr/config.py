@@ -293,6 +293,19 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Chunk layout of the frames arrays the pipeline writes (dataset and prediction stores).
+
+    Frames are cut into `chunk`^D spatial chunks (a frame no bigger stays one chunk); with
+    `shard`, the chunks of one `chunk`-deep slab along the frame's first axis share one Zarr v3
+    shard, so a 1024^3 frame is 16 files rather than 4096 and every writer writes whole shards.
+    """
+
+    chunk: int = 64
+    shard: bool = True
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     methods: tuple[str, ...] = ("hyperinr", "teacher", "lerp")  # model kinds, plugins' too
     slice_frames: tuple[int, ...] | None = None  # unseen frames shown in the slice grid
@@ -340,6 +353,8 @@ class RuntimeConfig:
     threads: int = 2
     seed: int = 0
     gpus_per_job: int = 1  # > 1: teacher and distill run data-parallel under torchrun (DDP)
+    memory_mb: int = 4096  # what ingest, predict and evaluate may hold (checked before start)
+    dask_scheduler: str = "threads"  # threads | tcp://host:port | a scheduler file (.json)
 
 
 @dataclass(frozen=True)
@@ -351,6 +366,7 @@ class Config:
     distill_set: DistillSetConfig = field(default_factory=DistillSetConfig)
     hyperinr: HyperINRConfig = field(default_factory=HyperINRConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     render: RenderConfig = field(default_factory=RenderConfig)

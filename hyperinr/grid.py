@@ -9,7 +9,6 @@ coordinate row without any transpose.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -55,30 +54,31 @@ def field_values(
     batch: int,
     device: torch.device,
     coords01: np.ndarray | None = None,
+    *,
+    flat_range: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The one batched evaluation of a field (x [B, D] in [0, 1] -> [B, C]) over the whole
-    grid of `dims` (coords01 None) or at given points coords01 [M, D]: [M, C] float32.
+    grid of `dims` (coords01 None), over the grid's C-order flat indices `flat_range`
+    [start, stop) (a slab of a big volume), or at given points coords01 [M, D]: [M, C] float32.
 
     `batch` points at a time, so memory stays bounded by the batch, not by the volume; every
-    model kind, the distillation set and predict evaluate through here."""
-    total = n_voxels(dims) if coords01 is None else len(coords01)
-    out = np.empty((total, n_outputs), dtype=np.float32)
-    for start in range(0, total, batch):
-        if coords01 is None:
-            x = grid_coords(dims, start, start + batch, device=device)
-        else:
+    model kind, the distillation set and predict evaluate through here. Grid batches are
+    always [k * batch, (k + 1) * batch), whatever the range, so a slab's values are the whole
+    grid's bit for bit (at most two partly used batches per range)."""
+    if coords01 is not None:
+        out = np.empty((len(coords01), n_outputs), dtype=np.float32)
+        for start in range(0, len(coords01), batch):
             x = torch.from_numpy(coords01[start : start + batch]).to(device)
-        out[start : start + len(x)] = field(x).float().cpu().numpy()
+            out[start : start + len(x)] = field(x).float().cpu().numpy()
+        return out
+    total = n_voxels(dims)
+    first, last = (0, total) if flat_range is None else flat_range
+    out = np.empty((last - first, n_outputs), dtype=np.float32)
+    # Whole aligned batches only, even where the range cuts one (its other points are
+    # computed and dropped): on the CPU a point's output depends on the batch it is in
+    for b0 in range(first // batch * batch, last, batch):
+        b1 = min(total, b0 + batch)
+        values = field(grid_coords(dims, b0, b1, device=device)).float().cpu().numpy()
+        lo, hi = max(b0, first), min(b1, last)
+        out[lo - first : hi - first] = values[lo - b0 : hi - b0]
     return out
-
-
-def normalise_params(params: Any, param_range: Any) -> np.ndarray:
-    """Physical parameter values [..., P] -> [0, 1] per parameter, by a recorded range [P, 2].
-
-    The one parameter normalisation: datasets, LERP, the stages and `hyperinr export` all map
-    through it, so a parameter means the same position everywhere. A zero span maps to 0.
-    """
-    prange = np.asarray(param_range, dtype=np.float64).reshape(-1, 2)
-    lo, hi = prange[:, 0], prange[:, 1]
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return (np.asarray(params, dtype=np.float64) - lo) / span

@@ -93,17 +93,19 @@ for _sweep in SWEEP_NAMES:
             sweep=_sweep,
             preds=pred_args(sweep_predictions(_sweep)),
             infos=infos_arg,
+            cfg=stage_config("evaluate"),
         log:
             f"{LOGS}/ablation_{_sweep}.log",
         benchmark:
             benchmark_file(f"ablation_{_sweep}")
-        threads: 1
+        threads: config["runtime"]["threads"]
         resources:
             **resources_of(f"ablation_{_sweep}"),
         conda:
             "../envs/hyperinr.yaml"
         shell:
-            "(hyperinr evaluate --dataset {input.dataset:q} {params.preds}"
+            "(hyperinr evaluate --config-json {params.cfg:q} --threads {threads}"
+            " --dataset {input.dataset:q} {params.preds}"
             " --out {output.per_frame:q} && hyperinr ablation-table --sweep {params.sweep}"
             " --metrics {output.per_frame:q} {params.infos} --reference {input.reference:q}"
             " --out-csv {output.table:q} --out-png {output.plot:q}) > {log:q} 2>&1"

@@ -38,17 +38,19 @@ rule evaluate:
         provenance=f"{REPORT}/metrics.provenance.json",
     params:
         preds=pred_args(predictions()),
+        cfg=stage_config("evaluate"),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:
         benchmark_file("evaluate")
-    threads: 1
+    threads: config["runtime"]["threads"]
     resources:
         **resources_of("evaluate"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "hyperinr evaluate --dataset {input.dataset:q} {params.preds}"
+        "hyperinr evaluate --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} {params.preds}"
         " --out {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -72,17 +74,19 @@ rule target_modes:
     params:
         preds=pred_args(predictions([*MODE_MODELS, "teacher", "lerp"])),
         infos=infos_arg,
+        cfg=stage_config("evaluate"),
     log:
         f"{LOGS}/target_modes.log",
     benchmark:
         benchmark_file("target_modes")
-    threads: 1
+    threads: config["runtime"]["threads"]
     resources:
         **resources_of("target_modes"),
     conda:
         "../envs/hyperinr.yaml"
     shell:
-        "(hyperinr evaluate --dataset {input.dataset:q} {params.preds} --out {output.metrics:q}"
+        "(hyperinr evaluate --config-json {params.cfg:q} --threads {threads}"
+        " --dataset {input.dataset:q} {params.preds} --out {output.metrics:q}"
         " && hyperinr compare-modes --metrics {output.metrics:q} {params.infos}"
         " --out {output.summary:q}) > {log:q} 2>&1"
 

@@ -374,3 +374,148 @@ def test_shard_verb_skips_an_intact_shard_and_rejects_a_bad_index(case, tmp_path
     assert zarr.open_group(out, mode="r")["values"].shape == (2, 512, 1)  # the last, short shard
     with pytest.raises(ValueError, match="shard 3 does not exist"):
         build_shard(cfg, dataset, teacher, 3, tmp_path / "shard_3.zarr")
+
+
+# --------------------------------------------------------------------------- publish fallback
+
+
+def _published(path: Path) -> tuple[dict[str, bytes], dict]:
+    """Every file of a published set, with the root zarr.json parsed and its `storage` attr
+    (how the chunks got there, the one thing allowed to differ) split off."""
+    files = tree(path)
+    meta = json.loads(files.pop("zarr.json"))
+    storage = meta["attributes"].pop("storage")
+    return files, {"meta": meta, "storage": storage}
+
+
+@pytest.mark.parametrize("coverage", ["full", "subset"])
+def test_publish_without_hard_links_equals_the_linked_set(case, tmp_path, monkeypatch, coverage):
+    """Links that fail with an OSError fall back to copies through the array API: the same
+    chunk bytes, checksums, content hash, values and coords, and the same xarray Dataset."""
+    dataset, teacher = case
+    extra = {"coverage": "subset", "points_per_param": 50} if coverage == "subset" else {}
+    cfg = make_config(**extra)
+    ref = build_distill_set(cfg, dataset, teacher, tmp_path / "ref" / "distill_set.zarr")
+    shards = default_shards_dir(ref)
+
+    tried = []
+
+    def no_links(src, dst):
+        tried.append(src)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(ds_mod, "link_chunk", no_links)
+    out = build_distill_set(cfg, dataset, teacher, tmp_path / "copy" / "distill_set.zarr",
+                            shards_dir=shards)
+    info = json.loads((out.parent / "distill_set_info.json").read_text())
+    assert info["recomputed_by_gather"] == []  # published from the very shards of `ref`
+    n_arrays = 2 if coverage == "subset" else 1
+    assert len(tried) == 10 * n_arrays  # the fast path was tried for every chunk, then left
+
+    ref_files, ref_rest = _published(ref)
+    out_files, out_rest = _published(out)
+    assert (ref_rest["storage"], out_rest["storage"]) == ("hardlink", "zarr")
+    assert info["storage"] == "zarr"
+    assert out_files == ref_files  # chunk files and array metadata byte for byte
+    assert out_rest["meta"] == ref_rest["meta"]  # attrs incl. checksums, content_sha256
+    chunks = [p for name in ("values", "coords") for p in (out / name).rglob("c/**/*")
+              if p.is_file()]
+    assert len(chunks) == 10 * n_arrays and all(p.stat().st_nlink == 1 for p in chunks)
+    assert (ref / "values" / "c" / "0" / "0" / "0").stat().st_nlink == 2  # ref: linked
+
+    a, b = DistillSet(ref), DistillSet(out)
+    assert a.content_hash == b.content_hash and a.checksums == b.checksums
+    n_dims = 3 if coverage == "subset" else None
+    for j in range(10):
+        (x, cx), (y, cy) = [
+            (np.empty((s.n_points, 1), np.float16),
+             None if n_dims is None else np.empty((s.n_points, n_dims), np.float32))
+            for s in (a, b)
+        ]
+        a.read_into(j, x, cx)
+        b.read_into(j, y, cy)
+        np.testing.assert_array_equal(x, y)
+        if n_dims is not None:
+            np.testing.assert_array_equal(cx, cy)
+
+    xr = pytest.importorskip("xarray")
+    xa, xb = xr.open_zarr(ref), xr.open_zarr(out)
+    assert (xa.attrs["storage"], xb.attrs["storage"]) == ("hardlink", "zarr")
+    xb.attrs["storage"] = "hardlink"
+    xr.testing.assert_identical(xa, xb)
+
+
+def test_publish_across_file_systems_copies_through_zarr(case, tmp_path):
+    """Shards on another file system (tmpfs), where os.link really fails (EXDEV)."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to put the shards on")
+    import tempfile
+
+    dataset, teacher = case
+    cfg = make_config()
+    ref = build_distill_set(cfg, dataset, teacher, tmp_path / "ref" / "distill_set.zarr")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        shards = Path(other) / "shards"
+        out = build_distill_set(cfg, dataset, teacher, tmp_path / "x" / "distill_set.zarr",
+                                shards_dir=shards)
+        assert (out.parent / "distill_set_info.json").exists()
+    ref_files, ref_rest = _published(ref)
+    out_files, out_rest = _published(out)
+    assert (ref_rest["storage"], out_rest["storage"]) == ("hardlink", "zarr")
+    assert out_files == ref_files and out_rest["meta"] == ref_rest["meta"]
+
+
+def _pair(src_store, dst_store, level: int = 3):
+    """A 3-parameter source array (in `src_store`, zstd `level`) and an empty 5-parameter set."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+
+    from hyperinr.data.distill_store import create_arrays
+
+    src = zarr.open_group(src_store, mode="w", zarr_format=3).create_array(
+        "values", shape=(3, 20, 1), chunks=(1, 20, 1), dtype=np.float16, fill_value=np.nan,
+        serializer=BytesCodec(), compressors=[ZstdCodec(level=level), Crc32cCodec()],
+        dimension_names=("sample", "point", "channel"),
+    )
+    data = np.random.default_rng(0).random((3, 20, 1)).astype(np.float16)
+    for k in range(3):
+        ds_mod.write_chunk(src, k, data[k])
+    dst, _ = create_arrays(zarr.open_group(dst_store, mode="w", zarr_format=3), 5, 20, 1, 3,
+                           np.float16, "full")
+    return src, dst, data
+
+
+def _chunk_bytes(root: Path, j: int) -> bytes:
+    return (root / "values" / "c" / str(j) / "0" / "0").read_bytes()
+
+
+def test_place_chunk_links_only_local_alike_encoded_files(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ds_mod, "link_chunk", lambda s, d: (calls.append(s), os.link(s, d)))
+
+    # local and alike: a hard link of the very file
+    src, dst, data = _pair(tmp_path / "a.zarr", tmp_path / "b.zarr")
+    assert ds_mod._linkable(src, dst)
+    assert ds_mod._place_chunk(src, 1, dst, 4, True) == "hardlink" and len(calls) == 1
+    linked = tmp_path / "b.zarr" / "values" / "c" / "4" / "0" / "0"
+    assert linked.samefile(tmp_path / "a.zarr" / "values" / "c" / "1" / "0" / "0")
+    np.testing.assert_array_equal(dst[4], data[1])
+
+    # a source that is not a directory store: copied through the array API, same bytes
+    mem, dst2, data2 = _pair(zarr.storage.MemoryStore(), tmp_path / "c.zarr")
+    assert not ds_mod._linkable(mem, dst2)
+    assert ds_mod._place_chunk(mem, 1, dst2, 4, False) == "zarr" and len(calls) == 1
+    np.testing.assert_array_equal(data2, data)
+    assert _chunk_bytes(tmp_path / "c.zarr", 4) == linked.read_bytes()
+
+    # another encoding (a shard of another code version): never linked, re-encoded as dst's
+    odd, dst3, _ = _pair(tmp_path / "d.zarr", tmp_path / "e.zarr", level=19)
+    assert not ds_mod._linkable(odd, dst3)
+    assert ds_mod._place_chunk(odd, 1, dst3, 4, False) == "zarr"
+    assert _chunk_bytes(tmp_path / "e.zarr", 4) == linked.read_bytes()
+
+    # local and alike, but the chunk file is not where expected: not linked, copied
+    src4, dst4, _ = _pair(tmp_path / "f.zarr", tmp_path / "g.zarr")
+    (tmp_path / "f.zarr" / "values" / "c" / "2" / "0" / "0").rename(tmp_path / "elsewhere")
+    assert ds_mod._place_chunk(src4, 2, dst4, 0, True) == "zarr" and len(calls) == 1
+    assert not (tmp_path / "g.zarr" / "values" / "c" / "0" / "0" / "0").exists()  # NaN fill

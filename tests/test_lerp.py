@@ -197,7 +197,8 @@ def test_lerp_records_k_and_power(tmp_path):
         tmp_path / "d.zarr", rng.normal(size=(6, 3, 3)), rng.uniform(size=(6, 2)), [0, 2, 4]
     )
     info = lerp_predict(ds, tmp_path / "lerp.zarr", k=2, power=2.0, progress=False)
-    assert info["produced_by"]["config"] == {"hyperinr": {"k_nearest": 2, "idw_power": 2.0}}
+    assert info["produced_by"]["config"]["hyperinr"] == {"k_nearest": 2, "idw_power": 2.0}
+    assert info["produced_by"]["config"]["store"] == {"chunk": 64, "shard": True}
     out = zarr.open_group(str(tmp_path / "lerp.zarr"), mode="r")
     assert out.attrs["produced_by"] == info["produced_by"]
     idx, w = lerp_weights(ds, k=2, power=2.0)

@@ -1,8 +1,11 @@
 """Ingest: sources -> validated, normalised Zarr dataset store.
 
-Two passes over the frames, one frame in memory at a time: the training frames first (checked
-for NaN/Inf; they set the value range), then every frame on its way into the store. Any
-problem raises `DataError` and leaves nothing at `out`.
+Two passes over the frames, one slab (a `store.chunk`-deep cut along the frame's first axis)
+in memory at a time, read from the source by slab where its format allows (raw, npy, HDF5,
+NetCDF): the training frames first (checked for NaN/Inf; they set the value range), then
+every frame on its way into the store. So memory follows `store.chunk`, not the frame size,
+and `runtime.memory_mb` is checked against one slab before anything is read. Any problem
+raises `DataError` and leaves nothing at `out`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperinr.config import Config, DatasetConfig, ParamsConfig, SplitConfig
+from hyperinr.config import (
+    Config,
+    DatasetConfig,
+    ParamsConfig,
+    RuntimeConfig,
+    SplitConfig,
+    StoreConfig,
+)
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import FrameSource, open_source, sidecar_space
-from hyperinr.data.store import write_dataset
+from hyperinr.data.store import FrameLayout, frame_layout, write_dataset
 from hyperinr.infra import provenance
 from hyperinr.infra.atomic import clean_stale_temporaries
+from hyperinr.infra.memory import check_budget
+
+#: Bytes ingest holds per element of a slab: the source's float32 slab, its float64
+#: normalisation and the float32 result, plus the finite-check mask.
+INGEST_BYTES_PER_VALUE = 4 + 8 + 4 + 1
 
 
 def split_indices(split: SplitConfig, n_frames: int) -> list[int]:
@@ -94,7 +109,7 @@ def declared_ranges(
     return [(float(lo), float(hi)) for lo, hi in cfg.ranges]
 
 
-def frame_layout(frame_shape: tuple[int, ...], task: str) -> tuple[tuple[int, ...], int]:
+def channel_layout(frame_shape: tuple[int, ...], task: str) -> tuple[tuple[int, ...], int]:
     """(store frame shape, n_channels): a 3-D frame is (y, x, c) for `nvs`, else (z, y, x)."""
     if task == "nvs" and len(frame_shape) == 3:
         channels = frame_shape[-1]
@@ -110,32 +125,53 @@ def _describe_files(src: FrameSource) -> str:
     return f"{src.files[0]} .. {src.files[-1]} ({len(src.files)} files)"
 
 
-def _checked(src: FrameSource, i: int, shape: tuple[int, ...]) -> np.ndarray:
-    frame = src.read(i)
-    finite = np.isfinite(frame)
-    if not finite.all():
-        bad = frame.size - int(np.count_nonzero(finite))
-        raise DataError(
-            f"{src.labels[i]}: frame {i} contains NaN/Inf ({bad} of {frame.size} values)"
-        )
-    return frame.reshape(shape)
+def _checked_slabs(src: FrameSource, i: int, layout: FrameLayout) -> Iterator[np.ndarray]:
+    """Frame i's slabs in order, each checked for NaN/Inf (the first bad slab stops it)."""
+    shape = layout.frame_shape
+    for a, b in layout.slabs():
+        slab = src.read_slab(i, a, b)
+        finite = np.isfinite(slab)
+        if not finite.all():
+            bad = slab.size - int(np.count_nonzero(finite))
+            raise DataError(
+                f"{src.labels[i]}: frame {i} contains NaN/Inf ({bad} of {slab.size} values "
+                f"in rows {a}..{b - 1})"
+            )
+        yield slab.reshape((b - a, *shape[1:]))
 
 
-def _produced_by(cfg: DatasetConfig, src: FrameSource) -> dict:
-    """The dataset section and the content of the source files and parameter values."""
+def _produced_by(cfg: Config, src: FrameSource) -> dict:
+    """The config slice and the content of the source files and parameter values."""
     files = [f.get("sha256", f["path"]) for f in src.provenance["files"]]
     params = src.provenance.get("params")
     inputs = {"files": provenance.sha256_json(files), "params": provenance.sha256_json(params)}
-    return provenance.record("ingest", Config(dataset=cfg), inputs)
+    return provenance.record("ingest", cfg, inputs)
 
 
-def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
-    """Read the sources of `cfg`, validate, normalise and write the dataset store at `out`."""
+def ingest(
+    cfg: DatasetConfig,
+    out: Path,
+    config_hash: str = "",
+    store: StoreConfig | None = None,
+    memory_mb: int = RuntimeConfig.memory_mb,
+) -> Path:
+    """Read the sources of `cfg`, validate, normalise and write the dataset store at `out`,
+    chunked by `store` (None: the defaults), holding at most `memory_mb` (runtime.memory_mb)."""
+    store = store or StoreConfig()
     out = Path(out)
     clean_stale_temporaries(out)
     src = open_source(cfg)
-    frame_shape, n_channels = frame_layout(src.frame_shape, cfg.task)
+    frame_shape, n_channels = channel_layout(src.frame_shape, cfg.task)
+    layout = frame_layout(frame_shape, n_channels, store.chunk, store.shard)
+    check_budget(
+        "ingest", memory_mb, layout.slab_voxels() * INGEST_BYTES_PER_VALUE,
+        f"one slab of {layout.slab_depth} x {' x '.join(map(str, frame_shape[1:]))}",
+        "lower store.chunk or raise runtime.memory_mb",
+    )
     train = split_indices(cfg.split, src.n_frames)
+    read_by = _produced_by(
+        Config(dataset=cfg, store=store, runtime=RuntimeConfig(memory_mb=memory_mb)), src
+    )
 
     space = _space(cfg.params)
     param_range = declared_ranges(space, src.params, src.param_names)
@@ -143,18 +179,18 @@ def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
 
     lo, hi = np.inf, -np.inf
     for i in train:
-        frame = _checked(src, i, frame_shape)
-        lo = min(lo, float(frame.min()))
-        hi = max(hi, float(frame.max()))
+        for slab in _checked_slabs(src, i, layout):
+            lo = min(lo, float(slab.min()))
+            hi = max(hi, float(slab.max()))
     if not hi > lo:
         raise DataError(
             f"{_describe_files(src)}: the {len(train)} training frames are constant "
             f"(every value is {lo:g}); nothing to normalise"
         )
 
-    def frames() -> Iterator[np.ndarray]:
+    def frames() -> Iterator[Iterator[np.ndarray]]:
         for i in range(src.n_frames):
-            yield _checked(src, i, frame_shape)
+            yield _checked_slabs(src, i, layout)
 
     shape = (src.n_frames, *frame_shape)
     write_dataset(
@@ -171,7 +207,8 @@ def ingest(cfg: DatasetConfig, out: Path, config_hash: str = "") -> Path:
         n_channels=n_channels,
         param_range=param_range,
         param_periodic=periodic,
-        extra_attrs={"name": cfg.name, "task": cfg.task, "produced_by": _produced_by(cfg, src)},
+        extra_attrs={"name": cfg.name, "task": cfg.task, "produced_by": read_by},
+        layout=layout,
     )
     spatial = frame_shape[:-1] if n_channels > 1 else frame_shape
     param_desc = ", ".join(

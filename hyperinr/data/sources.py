@@ -1,8 +1,9 @@
 """Readers for ingest: raw binary, npy, HDF5 and NetCDF4 frames, plus parameter values.
 
 `open_source(cfg)` checks everything it can without reading voxel data (files exist, sizes,
-shapes, dataset paths, parameter values) and returns a `FrameSource` that reads one frame at a
-time, so a dataset never has to fit in memory.
+shapes, dataset paths, parameter values) and returns a `FrameSource` that reads one frame, or
+one slab of a frame along its axis 0 (`read_slab`), at a time, so neither a dataset nor a frame
+has to fit in memory.
 
 File layout rules (one for every format):
 - several files: each file holds exactly one frame;
@@ -21,6 +22,7 @@ import glob
 import json
 import logging
 import math
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,11 +56,15 @@ class FrameSource:
     labels: list[str]  # "file" or "file[i]" per frame, for messages
     provenance: dict[str, Any] = field(default_factory=dict)
     _read: Callable[[int], np.ndarray] | None = field(default=None, repr=False)
+    # (frame, start, stop) -> rows [start, stop) of the frame's axis 0; open_source sets it so
+    # that only those bytes are read. Without it a slab is cut from the whole frame (`_read`).
+    _read_slab: Callable[[int, int, int], np.ndarray] | None = field(default=None, repr=False)
 
     def read(self, i: int) -> np.ndarray:
         """Frame `i` as a new float32 array of `frame_shape`."""
-        if not 0 <= i < self.n_frames:
-            raise IndexError(f"frame {i} out of range [0, {self.n_frames})")
+        if self._read_slab is not None:
+            return self.read_slab(i, 0, self.frame_shape[0])
+        self._check_index(i)
         assert self._read is not None
         frame = np.asarray(self._read(i))
         if frame.shape != self.frame_shape:
@@ -66,6 +72,37 @@ class FrameSource:
                 f"{self.labels[i]}: frame shape {frame.shape} differs from {self.frame_shape}"
             )
         return np.array(frame, dtype=np.float32, order="C")
+
+    def read_slab(self, i: int, start: int, stop: int) -> np.ndarray:
+        """Frame i restricted to [start, stop) along its first axis (z for volumes, y for
+        images), float32 C-order, shape (stop-start, *frame_shape[1:]).
+
+        Only the slab's bytes are read where the layout on disk allows it (raw and npy with
+        axis 0 slowest, HDF5/NetCDF hyperslabs), so ingest never holds a whole frame."""
+        i, start, stop = operator.index(i), operator.index(start), operator.index(stop)
+        self._check_index(i)
+        depth = self.frame_shape[0]
+        if not 0 <= start <= stop <= depth:
+            raise IndexError(
+                f"{self.labels[i]}: slab [{start}, {stop}) of frame {i} is not within "
+                f"[0, {depth}] (axis 0 of frame shape {self.frame_shape})"
+            )
+        want = (stop - start, *self.frame_shape[1:])
+        if start == stop:
+            return np.empty(want, dtype=np.float32)
+        if self._read_slab is None:
+            return self.read(i)[start:stop].copy()
+        slab = np.asarray(self._read_slab(i, start, stop))
+        if slab.shape != want:
+            raise DataError(
+                f"{self.labels[i]}: rows [{start}, {stop}) read as shape {slab.shape}, "
+                f"expected {want} (file changed since it was opened?)"
+            )
+        return np.array(slab, dtype=np.float32, order="C")
+
+    def _check_index(self, i: int) -> None:
+        if not 0 <= i < self.n_frames:
+            raise IndexError(f"frame {i} out of range [0, {self.n_frames})")
 
     def __len__(self) -> int:
         return self.n_frames
@@ -147,6 +184,25 @@ def _raw_layout(raw: RawFormat) -> tuple[tuple[int, ...], tuple[int, ...], np.dt
     return file_shape, transpose, dtype
 
 
+def _read_rows(
+    path: Path, dtype: np.dtype, offset: int, shape: tuple[int, ...], start: int, stop: int
+) -> np.ndarray:
+    """Rows [start, stop) of a C-order array of `shape` whose data start at byte `offset`.
+
+    The rows are one contiguous byte range: one seek and one read of exactly their bytes, so a
+    slab of a frame larger than memory costs only the slab."""
+    row = math.prod(shape[1:])
+    count = (stop - start) * row
+    first = offset + start * row * dtype.itemsize
+    data = np.fromfile(path, dtype=dtype, count=count, offset=first)
+    if data.size != count:
+        raise DataError(
+            f"{path}: file ends after {data.size} of {count} values read from byte {first} "
+            "(truncated since it was opened?)"
+        )
+    return data.reshape((stop - start, *shape[1:]))
+
+
 def _open_raw(files: list[Path], raw: RawFormat):
     file_shape, transpose, dtype = _raw_layout(raw)
     n_bytes = math.prod(file_shape) * dtype.itemsize
@@ -160,12 +216,25 @@ def _open_raw(files: list[Path], raw: RawFormat):
                 f"{dtype.itemsize} bytes of {dtype.str})"
             )
     frame_shape = tuple(file_shape[t] for t in transpose)
+    axis = transpose[0]  # the file axis that is the frame's axis 0
 
-    def read(i: int) -> np.ndarray:
-        data = np.fromfile(
-            files[i], dtype=dtype, count=math.prod(file_shape), offset=raw.header_bytes
-        )
-        return data.reshape(file_shape).transpose(transpose)
+    def read(i: int, start: int, stop: int) -> np.ndarray:
+        if axis == 0 or (start, stop) == (0, frame_shape[0]):
+            rows = (start, stop) if axis == 0 else (0, file_shape[0])
+            data = _read_rows(files[i], dtype, raw.header_bytes, file_shape, *rows)
+            return data.transpose(transpose)
+        # The frame's axis 0 is not the slowest on disk, so its slab is strided: a memory map
+        # faults in only the pages holding it (all of them when it is the fastest axis) and
+        # the caller copies out only the slab, so memory stays at one slab.
+        try:
+            mm = np.memmap(
+                files[i], dtype=dtype, mode="r", offset=raw.header_bytes, shape=file_shape
+            )
+        except ValueError as err:
+            raise DataError(f"{files[i]}: cannot map raw file ({err})") from None
+        index: list[slice] = [slice(None)] * len(file_shape)
+        index[axis] = slice(start, stop)
+        return mm[tuple(index)].transpose(transpose)
 
     return len(files), frame_shape, dtype, [str(p) for p in files], read
 
@@ -180,7 +249,20 @@ def _open_npy(files: list[Path]):
         shapes.append(array.shape)
         dtypes.append(array.dtype)
         del array
-    return _from_arrays(files, shapes, dtypes, lambda f, idx: np.load(files[f], mmap_mode="r")[idx])
+
+    def read(f: int, k: int | None, start: int, stop: int) -> np.ndarray:
+        path = files[f]
+        # the memory map gives the header (shape, dtype, order, data offset) without reading data
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        if mm.shape != shapes[f]:
+            raise DataError(f"{path}: array shape {mm.shape} differs from {shapes[f]} at open")
+        frame_shape = mm.shape if k is None else mm.shape[1:]
+        if not mm.flags.c_contiguous:  # fortran_order: the slab is strided, map its pages only
+            return (mm if k is None else mm[k])[start:stop]
+        offset = mm.offset + (0 if k is None else k * math.prod(frame_shape) * mm.dtype.itemsize)
+        return _read_rows(path, mm.dtype, offset, frame_shape, start, stop)
+
+    return _from_arrays(files, shapes, dtypes, read)
 
 
 def _h5_info(path: Path, dataset: str, fmt: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -206,10 +288,18 @@ def _open_h5(files: list[Path], dataset: str, fmt: str):
         raise DataError("dataset.hdf5_dataset: empty dataset path")
     infos = [_h5_info(p, dataset, fmt) for p in files]
 
-    def read(f: int, idx: Any) -> np.ndarray:
+    def read(f: int, k: int | None, start: int, stop: int) -> np.ndarray:
+        # a hyperslab selection: HDF5 reads only the chunks (or the contiguous byte ranges)
+        # that hold these rows; the CF decoding is elementwise, so decoding the slab equals
+        # slicing the decoded frame
         with h5py.File(files[f], "r") as h5:
             ds = h5[dataset]
-            data = ds[idx]
+            if ds.shape != infos[f][0]:
+                raise DataError(
+                    f"{files[f]}: dataset '{dataset}' shape {ds.shape} differs from "
+                    f"{infos[f][0]} at open"
+                )
+            data = ds[start:stop] if k is None else ds[k, start:stop]
             return _cf_decode(data, ds.attrs) if fmt == "netcdf" else data
 
     return _from_arrays(files, [s for s, _ in infos], [d for _, d in infos], read)
@@ -232,8 +322,11 @@ def _cf_decode(data: np.ndarray, attrs: Any) -> np.ndarray:
     return out
 
 
-def _from_arrays(files, shapes, dtypes, read_index):
-    """Frames from arrays: one frame per file, or a stack along axis 0 of the only file."""
+def _from_arrays(files, shapes, dtypes, read_part):
+    """Frames from arrays: one frame per file, or a stack along axis 0 of the only file.
+
+    `read_part(f, k, start, stop)` reads rows [start, stop) of frame k of file f (k None: the
+    file's whole array is the frame)."""
     if len(files) == 1:
         shape = shapes[0]
         if len(shape) < 3:
@@ -247,12 +340,18 @@ def _from_arrays(files, shapes, dtypes, read_index):
         if n < 1:
             raise DataError(f"{files[0]}: no frames (shape {shape})")
         labels = [f"{files[0]}[{i}]" for i in range(n)]
-        return n, frame_shape, np.dtype(dtypes[0]), labels, lambda i: read_index(0, i)
+        return n, frame_shape, np.dtype(dtypes[0]), labels, lambda i, a, b: read_part(0, i, a, b)
     for path, shape in zip(files, shapes, strict=True):
         _check_frame_ndim(tuple(shape), str(path))
     _same_shapes([tuple(s) for s in shapes], files)
     labels = [str(p) for p in files]
-    return len(files), tuple(shapes[0]), np.dtype(dtypes[0]), labels, lambda i: read_index(i, ...)
+    return (
+        len(files),
+        tuple(shapes[0]),
+        np.dtype(dtypes[0]),
+        labels,
+        lambda i, a, b: read_part(i, None, a, b),
+    )
 
 
 # --------------------------------------------------------------------------- parameters
@@ -421,5 +520,5 @@ def open_source(cfg: DatasetConfig, hash_files: bool = True) -> FrameSource:
         param_names=names,
         labels=labels,
         provenance=provenance,
-        _read=read,
+        _read_slab=read,
     )

@@ -3,8 +3,11 @@
 A dataset store is a Zarr v3 group:
 
 - `frames`: float32 [n_frames, *spatial(, channels)]; spatial = (z, y, x) for volumes or (y, x)
-  for images; a trailing channel axis only when n_channels > 1. One frame per chunk (so each
-  job writes whole chunks; no sharding). Values are normalised to [0, 1] with ONE global range
+  for images; a trailing channel axis only when n_channels > 1. Chunked by `FrameLayout`
+  (config `store`): one frame per chunk for frames no bigger than `store.chunk`, else
+  `chunk`^D spatial chunks, grouped into one Zarr v3 shard per chunk-deep slab along the first
+  axis. Writers write whole slabs (so whole shards) in order, one writer per store. Values
+  are normalised to [0, 1] with ONE global range
   (lo, hi) taken over the TRAINING frames: evaluation frames are unseen, so they do not set the
   range and may fall slightly outside [0, 1].
 - `params`: float64 [n_frames, n_params].
@@ -30,8 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +44,9 @@ import numpy as np
 import zarr
 
 from hyperinr.data.errors import DataError
-from hyperinr.grid import normalise_params
 from hyperinr.infra.atomic import atomic_path
 from hyperinr.infra.provenance import sha256_json
+from hyperinr.param_space.normalise import normalise_params
 
 DATASET_LAYOUT_VERSION = 2  # 2: content_sha256 recorded (provenance)
 _CONTENT_ATTRS = (
@@ -93,6 +97,66 @@ def consolidate(path: str | Path) -> None:
         zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
+@dataclass(frozen=True)
+class FrameLayout:
+    """How a frame is cut into chunks, and the slab (chunk-deep along the frame's first axis)
+    that is the unit of work of every writer and reader of large frames: a slab is whole
+    chunks and, when sharded, exactly one shard, so no two writes ever share a shard
+    (zarr-python #3682, dask #12583) and memory follows the slab, not the frame."""
+
+    frame_shape: tuple[int, ...]
+    chunks: tuple[int, ...]  # of one frame (the store's chunks without the frame axis)
+    shards: tuple[int, ...] | None = None
+
+    @property
+    def slab_depth(self) -> int:
+        return int(self.chunks[0])
+
+    def slabs(self) -> list[tuple[int, int]]:
+        """[start, stop) of every slab along the frame's first axis, in order."""
+        n, d = self.frame_shape[0], self.slab_depth
+        return [(a, min(a + d, n)) for a in range(0, n, d)]
+
+    def slab_voxels(self) -> int:
+        """Elements of the largest slab (every value of one slab of one frame)."""
+        return self.slab_depth * math.prod(self.frame_shape[1:])
+
+    @classmethod
+    def of(cls, array: zarr.Array) -> FrameLayout:
+        """The layout of a frames array as stored (inner chunks and shards)."""
+        shards = array.shards
+        return cls(
+            tuple(int(s) for s in array.shape[1:]),
+            tuple(int(c) for c in array.chunks[1:]),
+            None if shards is None else tuple(int(s) for s in shards[1:]),
+        )
+
+
+def frame_layout(
+    frame_shape: tuple[int, ...], n_channels: int = 1, chunk: int | None = None, shard: bool = True
+) -> FrameLayout:
+    """The layout of frames of `frame_shape` for a chunk edge `chunk` (None: one chunk per
+    frame). Channels are never split; shards exist only where a slab holds several chunks."""
+    frame_shape = tuple(int(s) for s in frame_shape)
+    spatial = frame_shape[:-1] if n_channels > 1 else frame_shape
+    channels = frame_shape[len(spatial) :]
+    edge = tuple(spatial) if chunk is None else tuple(min(int(chunk), n) for n in spatial)
+    grid = [math.ceil(n / c) for n, c in zip(spatial[1:], edge[1:], strict=True)]
+    shards = None
+    if shard and any(g > 1 for g in grid):
+        shards = (edge[0], *(g * c for g, c in zip(grid, edge[1:], strict=True)), *channels)
+    return FrameLayout(frame_shape, (*edge, *channels), shards)
+
+
+def _slabs_of(item: Any, layout: FrameLayout) -> Iterator[np.ndarray]:
+    """A whole frame (ndarray) or an iterable of its slabs in order -> the slabs."""
+    if isinstance(item, np.ndarray):
+        for a, b in layout.slabs():
+            yield item[a:b]
+    else:
+        yield from item
+
+
 def write_frames_store(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -103,11 +167,15 @@ def write_frames_store(
     dtype: str | np.dtype = "float32",
     n_channels: int = 1,
     hashed_attrs: tuple[str, ...] = (),
+    layout: FrameLayout | None = None,
 ) -> Path:
-    """Write `frames` (an iterable of arrays of shape `shape[1:]`) as a Zarr v3 store at `path`.
+    """Write `frames` as a Zarr v3 store at `path`: each item is a whole frame (an array of
+    shape `shape[1:]`) or an iterable of that frame's slabs in order (`layout.slabs()`), so a
+    producer never needs to hold a frame.
 
-    `shape` = (n_frames, *frame_shape). The store holds the `frames` array (one frame per
-    chunk), optionally a float64 `params` array [n_frames, n_params], and `attrs` on the group.
+    `shape` = (n_frames, *frame_shape). The store holds the `frames` array (chunked by
+    `layout`, default one chunk per frame), optionally a float64 `params` array
+    [n_frames, n_params], and `attrs` on the group.
     Built beside `path` and renamed into place: on any error nothing appears at `path` (and an
     existing store there is left untouched). The attr `content_sha256` hashes the frames and
     params as stored and the attrs named in `hashed_attrs`, computed while writing (no reread).
@@ -118,29 +186,48 @@ def write_frames_store(
         raise ValueError(f"{path}: shape must be (n_frames >= 1, *frame_shape), got {shape}")
     frame_shape = shape[1:]
     dtype = np.dtype(dtype)
+    layout = layout or frame_layout(frame_shape, n_channels)
+    if layout.frame_shape != frame_shape:
+        raise ValueError(f"{path}: layout for frames {layout.frame_shape}, not {frame_shape}")
     with atomic_path(path, is_dir=True) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         array = group.create_array(
             FRAMES,
             shape=shape,
             dtype=dtype,
-            chunks=(1, *frame_shape),
+            chunks=(1, *layout.chunks),
+            shards=None if layout.shards is None else (1, *layout.shards),
             fill_value=0,
             dimension_names=_dimension_names(len(frame_shape), n_channels),
         )
+        # slabs in order are the frame's bytes in C order: the hash does not depend on layout
         content = hashlib.sha256(json.dumps([shape, dtype.str]).encode())
+        bounds = layout.slabs()
         count = 0
-        for frame in frames:
+        for item in frames:
             if count >= shape[0]:
                 raise ValueError(f"{path}: more than the {shape[0]} frames announced")
-            frame = np.asarray(frame)
-            if frame.shape != frame_shape:
+            if isinstance(item, np.ndarray) and item.shape != frame_shape:
                 raise ValueError(
-                    f"{path}: frame {count} has shape {frame.shape}, expected {frame_shape}"
+                    f"{path}: frame {count} has shape {item.shape}, expected {frame_shape}"
                 )
-            stored = np.ascontiguousarray(frame, dtype=dtype)
-            array[count] = stored
-            content.update(stored.view(np.uint8))
+            n_slabs = 0
+            for slab in _slabs_of(item, layout):
+                if n_slabs >= len(bounds):
+                    raise ValueError(f"{path}: frame {count} has more than {len(bounds)} slabs")
+                a, b = bounds[n_slabs]
+                want = (b - a, *frame_shape[1:])
+                if slab.shape != want:
+                    raise ValueError(
+                        f"{path}: frame {count} slab [{a}, {b}) has shape {slab.shape}, "
+                        f"expected {want}"
+                    )
+                stored = np.ascontiguousarray(slab, dtype=dtype)
+                array[count, a:b] = stored
+                content.update(stored.view(np.uint8))
+                n_slabs += 1
+            if n_slabs != len(bounds):
+                raise ValueError(f"{path}: frame {count} has {n_slabs} of {len(bounds)} slabs")
             count += 1
         if count != shape[0]:
             raise ValueError(f"{path}: got {count} frames, expected {shape[0]}")
@@ -179,6 +266,13 @@ class FramesStore:
 
     def read_frame(self, i: int) -> np.ndarray:
         return np.asarray(self.frames[i])
+
+    def read_slab(self, i: int, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.frames[i, start:stop])
+
+    @property
+    def layout(self) -> FrameLayout:
+        return FrameLayout.of(self.frames)
 
 
 def open_frames_store(path: str | Path) -> FramesStore:
@@ -331,6 +425,14 @@ class DatasetStore:
         """Frame `i` in [0, 1] units (float32)."""
         return np.asarray(self.frames[i])
 
+    def read_slab(self, i: int, start: int, stop: int) -> np.ndarray:
+        """Frame `i`'s slab [start, stop) along its first axis, in [0, 1] units (float32)."""
+        return np.asarray(self.frames[i, start:stop])
+
+    @property
+    def layout(self) -> FrameLayout:
+        return FrameLayout.of(self.frames)
+
     def to_unit(self, physical: Any) -> np.ndarray:
         return self.attrs.to_unit(physical)
 
@@ -372,6 +474,11 @@ class DatasetStore:
         """Frame `i` in physical units as float32: mapped in float64, then rounded to float32,
         as prediction stores are written (an exact reproduction compares equal)."""
         return self.to_physical(self.read_frame(int(i))).astype(np.float32, copy=False)
+
+    def physical_slab(self, i: int, start: int, stop: int) -> np.ndarray:
+        """`physical_frame(i)[start:stop]` without reading the rest of the frame."""
+        slab = self.read_slab(int(i), start, stop)
+        return self.to_physical(slab).astype(np.float32, copy=False)
 
     def normalised_params(self) -> np.ndarray:
         """params [n_frames, n_params] mapped to [0, 1] per parameter by `param_range`."""
@@ -428,8 +535,10 @@ def write_dataset(
     param_range: Iterable[tuple[float, float]] | None = None,
     param_periodic: Iterable[bool] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
+    layout: FrameLayout | None = None,
 ) -> Path:
-    """Write a dataset store at `out` (atomically) from frames in PHYSICAL units.
+    """Write a dataset store at `out` (atomically) from frames in PHYSICAL units (whole
+    frames or iterables of slabs, as `write_frames_store` takes them).
 
     Frames are mapped to [0, 1] with `value_range` (lo, hi) on the way in; `shape` is the full
     store shape (n_frames, *spatial(, channels)). `param_range` is the declared parameter
@@ -471,16 +580,23 @@ def write_dataset(
         }
     )
 
-    def unit(stream: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-        for frame in stream:  # the same arithmetic as DatasetAttrs.to_unit
-            yield ((np.asarray(frame, dtype=np.float64) - lo) / (hi - lo)).astype(np.float32)
+    def unit(values: np.ndarray) -> np.ndarray:  # the same arithmetic as DatasetAttrs.to_unit
+        return ((np.asarray(values, dtype=np.float64) - lo) / (hi - lo)).astype(np.float32)
+
+    def units(stream: Iterable[Any]) -> Iterator[Any]:
+        for item in stream:
+            if isinstance(item, np.ndarray):
+                yield unit(item)
+            else:
+                yield (unit(slab) for slab in item)
 
     return write_frames_store(
         out,
-        unit(frames),
+        units(frames),
         tuple(shape),
         attrs,
         params=params,
         n_channels=n_channels,
         hashed_attrs=_CONTENT_ATTRS,
+        layout=layout,
     )

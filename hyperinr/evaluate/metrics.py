@@ -1,4 +1,4 @@
-"""Per-frame PSNR and SSIM of every prediction store against the dataset (scikit-image).
+"""Per-frame PSNR and SSIM of every prediction store against the dataset, as dask graphs.
 
 Conventions (the paper's Sec. 7.2 evaluation, made explicit):
 - Both frames are compared in PHYSICAL units. The ground truth is mapped from the dataset's
@@ -6,12 +6,22 @@ Conventions (the paper's Sec. 7.2 evaluation, made explicit):
   that reproduces a frame exactly scores PSNR = inf (MSE 0) rather than float32 rounding noise.
 - `data_range` is the ground-truth frame's own range (max - min over the whole frame, all
   channels), for both PSNR and SSIM.
-- SSIM: scikit-image's default (7-wide uniform window, sample covariance), 3-D windows for
-  volumes, 2-D for images, channels averaged (`channel_axis`) for multi-channel frames. The
-  window shrinks to the largest odd size that fits a tiny frame. Large volumes are processed
-  in z-slabs with a halo; the result equals the whole-volume computation.
+- SSIM: scikit-image's definition (7-wide uniform window, sample covariance), 3-D windows for
+  volumes, 2-D for images, channels averaged for multi-channel frames; the window shrinks to
+  the largest odd size that fits a tiny frame.
 - A constant ground-truth frame (range 0) has no defined PSNR/SSIM: both are NaN and a
   RuntimeWarning names the frame. The report averages with NaNs left out and says so.
+
+Why dask: a 512^3 frame's SSIM needs ~10 float64 copies in scikit-image (~10 GiB), a 2048^3
+one more than a node holds. The MSE is a dask reduction; the SSIM map is computed block by
+block with `map_overlap` (halo = the window's half-width, no padding at the frame's faces),
+each block by scikit-image itself, and cropped and averaged exactly as scikit-image crops and
+averages the whole map: a map value depends only on inputs within the half-width, so every
+value kept is the whole-frame value (tests: equal to whole-array scikit-image to 1e-12 on odd
+shapes whose windows cross block edges). Blocks follow the stores' chunks, so memory follows
+the block and the number of threads (`runtime.threads`), not the frame; frames and methods
+are computed in parallel. The graph runs on dask's threaded scheduler, or on a
+dask.distributed cluster (`runtime.dask_scheduler`).
 """
 
 from __future__ import annotations
@@ -20,21 +30,30 @@ import csv
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 from tqdm.auto import tqdm
 
+from hyperinr.config import ConfigError, RuntimeConfig
 from hyperinr.data.store import open_dataset, open_prediction
 from hyperinr.infra import provenance
-from hyperinr.infra.atomic import atomic_path
+from hyperinr.infra.atomic import atomic_path, clean_stale_temporaries
+from hyperinr.infra.memory import check_budget
 
-#: Frames with more elements than this are processed in z-slabs (bounded temporaries).
+#: frame_metrics on in-memory arrays: blocks of at most this many elements (z-slabs).
 MAX_VOXELS = 1 << 21
 SSIM_WIN = 7
+#: Peak bytes scikit-image's SSIM map takes per element of its (halo-extended) block: both
+#: inputs as float64, five filtered moments and the map's intermediates (tracemalloc: 113 B
+#: beyond the float64 inputs at 40^3 and 70^3), plus the float32 blocks read from the stores.
+SSIM_BYTES_PER_VOXEL = 113 + 16 + 8
 
 #: Methods listed first, in this order; any other method follows in the order it was given.
 METHOD_ORDER = ("hyperinr", "teacher", "lerp")
@@ -52,48 +71,116 @@ def _win_size(spatial_shape: tuple[int, ...]) -> int | None:
     return win if win >= 3 else None
 
 
-def _mse_slabbed(gt: np.ndarray, pred: np.ndarray, step: int) -> float:
-    total = 0.0
-    for z0 in range(0, gt.shape[0], step):
-        d = gt[z0 : z0 + step].astype(np.float64) - pred[z0 : z0 + step].astype(np.float64)
-        total += float(np.sum(d * d))
-    return total / gt.size
+def _at_least(sizes: Sequence[int], minimum: int) -> tuple[int, ...]:
+    """Block sizes along one axis with every block >= `minimum` (neighbours merged), so each
+    block's halo-extended extent holds a whole SSIM window (a trailing 1-voxel chunk cannot)."""
+    out: list[int] = []
+    for size in sizes:
+        if out and out[-1] < minimum:
+            out[-1] += int(size)
+        else:
+            out.append(int(size))
+    if len(out) > 1 and out[-1] < minimum:  # a short trailing block joins its neighbour
+        tail = out.pop()
+        out[-1] += tail
+    return tuple(out)
 
 
-def _ssim_slabbed(
-    gt: np.ndarray, pred: np.ndarray, data_range: float, win: int, max_voxels: int
-) -> float:
-    """Mean SSIM of one channel, z-slab by z-slab; equals skimage's whole-array mean.
+def _ssim_map_block(gt: np.ndarray, pred: np.ndarray, *, data_range: float, win: int):
+    _, smap = structural_similarity(
+        gt.astype(np.float64), pred.astype(np.float64), data_range=data_range, win_size=win,
+        full=True,
+    )
+    return smap
 
-    skimage averages the SSIM map cropped by pad = win // 2 on every side. A map value depends
-    only on inputs within pad of it, so each output slab is computed from its input slab plus a
-    pad-deep halo and only the halo-free part is kept.
-    """
+
+def ssim_mean(gt: da.Array, pred: da.Array, data_range: float, win: int) -> da.Array:
+    """Mean SSIM of one channel (dask scalar): scikit-image's `structural_similarity` of the
+    whole arrays, block by block."""
     pad = (win - 1) // 2
-    nz = gt.shape[0]
-    plane = int(np.prod(gt.shape[1:]))
-    step = max(1, max_voxels // max(plane, 1) - 2 * pad)
-    inner = tuple(slice(pad, s - pad) for s in gt.shape[1:])
-    total, count = 0.0, 0
-    for a in range(pad, nz - pad, step):
-        b = min(a + step, nz - pad)
-        lo, hi = a - pad, b + pad
-        _, smap = structural_similarity(
-            gt[lo:hi].astype(np.float64),
-            pred[lo:hi].astype(np.float64),
-            data_range=data_range,
-            win_size=win,
-            full=True,
+    chunks = tuple(_at_least(c, win) for c in gt.chunks)
+    gt, pred = gt.rechunk(chunks), pred.rechunk(chunks)
+    smap = da.map_overlap(
+        _ssim_map_block, gt, pred, depth=pad, boundary="none", dtype=np.float64,
+        data_range=float(data_range), win=int(win), align_arrays=False,
+    )
+    inner = smap[tuple(slice(pad, n - pad) for n in gt.shape)]
+    return inner.mean(dtype=np.float64)
+
+
+def _pair_graph(
+    gt: da.Array, pred: da.Array, data_range: float, channel_axis: int | None
+) -> dict[str, da.Array]:
+    """What one (frame, method) needs, as dask scalars: mean squared error (float64, all
+    channels), whether the prediction is finite, and the SSIM (mean over channels)."""
+    diff = gt.astype(np.float64) - pred.astype(np.float64)
+    out = {"mse": (diff * diff).mean(dtype=np.float64), "finite": da.isfinite(pred).all()}
+    if channel_axis is not None:
+        gt, pred = da.moveaxis(gt, channel_axis, -1), da.moveaxis(pred, channel_axis, -1)
+        pairs = [(gt[..., c], pred[..., c]) for c in range(gt.shape[-1])]
+    else:
+        pairs = [(gt, pred)]
+    win = _win_size(pairs[0][0].shape)
+    if win is not None:
+        out["ssim"] = da.stack([ssim_mean(g, p, data_range, win) for g, p in pairs]).mean()
+    return out
+
+
+def _finish(values: Mapping[str, Any], data_range: float, label: str) -> tuple[float, float]:
+    """(PSNR, SSIM) from a pair's computed graph, with scikit-image's PSNR formula."""
+    if not bool(values["finite"]):
+        warnings.warn(
+            f"{label}: prediction holds NaN/inf; PSNR/SSIM set to NaN", RuntimeWarning,
+            stacklevel=3,
         )
-        kept = smap[(slice(pad, pad + (b - a)), *inner)]
-        total += float(kept.sum(dtype=np.float64))
-        count += kept.size
-    return total / count
+        return math.nan, math.nan
+    mse = float(values["mse"])
+    psnr = math.inf if mse == 0.0 else float(10.0 * np.log10(data_range**2 / mse))
+    if "ssim" not in values:
+        warnings.warn(
+            f"{label}: frame too small for an SSIM window; SSIM set to NaN", RuntimeWarning,
+            stacklevel=3,
+        )
+        return psnr, math.nan
+    return psnr, float(values["ssim"])
+
+
+def _data_range(lo: float, hi: float, label: str) -> float | None:
+    span = float(hi) - float(lo)
+    if not (np.isfinite(span) and span > 0):
+        warnings.warn(
+            f"{label}: ground truth is constant (range {span}); PSNR/SSIM set to NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return span
+
+
+def scheduler(address: str = "threads", threads: int = 1) -> AbstractContextManager:
+    """Where the graphs run: dask's threaded scheduler with `threads` workers, or the
+    dask.distributed cluster at `address` (tcp://... or a scheduler file, e.g. one started
+    across a PBS allocation's nodes: docs/cluster.md). The cluster's workers must see the
+    same files (a shared file system, as on Polaris)."""
+    if address == "threads":
+        return dask.config.set(scheduler="threads", num_workers=max(1, int(threads)))
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError(
+            f"runtime.dask_scheduler={address!r} needs dask.distributed: "
+            "pip install 'hyperinr[distributed]'"
+        ) from None
+    if address.endswith(".json"):
+        if not Path(address).is_file():
+            raise FileNotFoundError(f"{address}: dask scheduler file not found")
+        return Client(scheduler_file=address, set_as_default=True)
+    return Client(address, set_as_default=True)
 
 
 def frame_metrics(
-    gt: np.ndarray,
-    pred: np.ndarray,
+    gt: Any,
+    pred: Any,
     *,
     channel_axis: int | None = None,
     max_voxels: int = MAX_VOXELS,
@@ -101,81 +188,30 @@ def frame_metrics(
 ) -> tuple[float, float]:
     """PSNR (dB) and SSIM of one predicted frame against its ground truth (physical units).
 
-    `gt`/`pred`: [z, y, x] volumes or [y, x] images, with a trailing channel axis when
-    `channel_axis` is given. Returns (nan, nan) with a RuntimeWarning for a constant `gt`, and
-    PSNR = inf for an exact prediction.
+    `gt`/`pred`: [z, y, x] volumes or [y, x] images (numpy or dask), with a trailing channel
+    axis when `channel_axis` is given; numpy inputs are cut into z-slabs of at most
+    `max_voxels` elements. Returns (nan, nan) with a RuntimeWarning for a constant `gt`, and
+    PSNR = inf for an exact prediction. Runs on the current dask scheduler.
     """
-    gt = np.asarray(gt)
-    pred = np.asarray(pred)
-    if gt.shape != pred.shape:
-        raise ValueError(f"{label}: prediction shape {pred.shape} != ground truth {gt.shape}")
-    gt_min, gt_max = float(np.min(gt)), float(np.max(gt))
-    data_range = gt_max - gt_min
-    if not (np.isfinite(data_range) and data_range > 0):
-        warnings.warn(
-            f"{label}: ground truth is constant (range {data_range}); PSNR/SSIM set to NaN",
-            RuntimeWarning,
-            stacklevel=2,
+    if tuple(np.shape(gt)) != tuple(np.shape(pred)):
+        raise ValueError(
+            f"{label}: prediction shape {np.shape(pred)} != ground truth {np.shape(gt)}"
         )
+    shape = tuple(np.shape(gt))
+    depth = max(1, max_voxels // max(1, math.prod(shape[1:])))
+    chunks = (depth, *shape[1:])
+    gt_d = gt if isinstance(gt, da.Array) else da.from_array(np.asarray(gt), chunks=chunks)
+    pred_d = (
+        pred.rechunk(gt_d.chunks)
+        if isinstance(pred, da.Array)
+        else da.from_array(np.asarray(pred), chunks=gt_d.chunks)
+    )
+    lo, hi = dask.compute(gt_d.min(), gt_d.max())
+    data_range = _data_range(lo, hi, label)
+    if data_range is None:
         return math.nan, math.nan
-    if not np.all(np.isfinite(pred)):
-        warnings.warn(
-            f"{label}: prediction holds NaN/inf; PSNR/SSIM set to NaN", RuntimeWarning, stacklevel=2
-        )
-        return math.nan, math.nan
-
-    if channel_axis is not None:
-        gt = np.moveaxis(gt, channel_axis, -1)
-        pred = np.moveaxis(pred, channel_axis, -1)
-        spatial = gt.shape[:-1]
-    else:
-        spatial = gt.shape
-    slabbed = gt.size > max_voxels and len(spatial) == 3
-
-    # PSNR
-    if slabbed:
-        plane = gt.size // gt.shape[0]
-        mse = _mse_slabbed(gt, pred, max(1, max_voxels // plane))
-    else:
-        mse = float(np.mean((gt.astype(np.float64) - pred.astype(np.float64)) ** 2))
-    if mse == 0.0:
-        psnr = math.inf
-    elif slabbed:
-        psnr = float(10.0 * np.log10(data_range**2 / mse))
-    else:
-        psnr = float(
-            peak_signal_noise_ratio(
-                gt.astype(np.float64), pred.astype(np.float64), data_range=data_range
-            )
-        )
-
-    # SSIM
-    win = _win_size(spatial)
-    if win is None:
-        warnings.warn(
-            f"{label}: frame {spatial} too small for an SSIM window; SSIM set to NaN",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return psnr, math.nan
-    if slabbed:
-        chans = (
-            [(gt, pred)]
-            if channel_axis is None
-            else [(gt[..., c], pred[..., c]) for c in range(gt.shape[-1])]
-        )
-        ssim = float(np.mean([_ssim_slabbed(g, p, data_range, win, max_voxels) for g, p in chans]))
-    else:
-        ssim = float(
-            structural_similarity(
-                gt.astype(np.float64),
-                pred.astype(np.float64),
-                data_range=data_range,
-                win_size=win,
-                channel_axis=None if channel_axis is None else -1,
-            )
-        )
-    return psnr, ssim
+    (values,) = dask.compute(_pair_graph(gt_d, pred_d, data_range, channel_axis))
+    return _finish(values, data_range, label)
 
 
 def metric_columns(param_names: list[str]) -> list[str]:
@@ -185,39 +221,76 @@ def metric_columns(param_names: list[str]) -> list[str]:
     return ["frame", *params, "split", "method", "psnr", "ssim"]
 
 
+def _physical(block: np.ndarray, attrs) -> np.ndarray:
+    return attrs.to_physical(block).astype(np.float32, copy=False)  # as physical_frame
+
+
 def evaluate(
     dataset_path: str | Path,
     predictions: Mapping[str, str | Path],
     out_csv: str | Path,
     progress: bool = True,
+    *,
+    threads: int = 1,
+    memory_mb: int = RuntimeConfig.memory_mb,
+    dask_scheduler: str = "threads",
 ) -> list[dict[str, Any]]:
     """PSNR/SSIM of every frame x method; writes `out_csv` atomically and returns its rows.
 
     Rows are ordered by frame, then method (hyperinr, teacher, lerp, then the rest). `split` is
-    "train" for frames in the dataset's split.train and "unseen" otherwise. Only one ground
-    truth frame and one predicted frame are held in memory at a time.
+    "train" for frames in the dataset's split.train and "unseen" otherwise. Work runs in
+    blocks of the dataset's chunks on `threads` workers (or the cluster `dask_scheduler`
+    names); `memory_mb` (runtime.memory_mb) bounds how many blocks and frames are in flight,
+    and a bound too small for one block per worker is an error before any work.
     """
-    ds = open_dataset(dataset_path)
+    # absolute: a dask.distributed worker opens the stores from its own working directory
+    ds = open_dataset(Path(dataset_path).resolve())
     methods = order_methods(predictions)
-    stores = {m: open_prediction(predictions[m], ds) for m in methods}
+    stores = {m: open_prediction(Path(predictions[m]).resolve(), ds) for m in methods}
+    out_csv = Path(out_csv)
+    for path in (out_csv, provenance_path(out_csv)):
+        clean_stale_temporaries(path)  # a killed run's half-written temporaries
     columns = metric_columns(ds.param_names)
     param_cols = columns[1 : 1 + len(ds.param_names)]
     is_train = ds.is_train()
 
+    layout = ds.layout
+    chunks = (1, *layout.chunks)
+    gt_all = da.from_zarr(ds.frames, chunks=chunks).map_blocks(
+        _physical, attrs=ds.attrs, dtype=np.float32
+    )
+    preds = {m: da.from_zarr(stores[m].frames, chunks=chunks) for m in methods}
+    n_pairs_per_frame, pairs_in_flight = _plan(ds, layout, len(methods), threads, memory_mb)
+    channel_axis = None if ds.channel_axis is None else -1
+    axes = tuple(range(1, gt_all.ndim))
+
+    with scheduler(dask_scheduler, threads):
+        lo, hi = dask.compute(gt_all.min(axis=axes), gt_all.max(axis=axes))
+        ranges = [_data_range(a, b, f"frame {i}") for i, (a, b) in enumerate(zip(lo, hi))]
+        pairs = [(i, m) for i in range(ds.n_frames) for m in methods]
+        results: dict[tuple[int, str], tuple[float, float]] = {}
+        bar = tqdm(total=len(pairs), desc="metrics", unit="pair", disable=not progress)
+        for start in range(0, len(pairs), pairs_in_flight):
+            batch = [(i, m) for i, m in pairs[start : start + pairs_in_flight]]
+            todo = [(i, m) for i, m in batch if ranges[i] is not None]
+            graphs = [_pair_graph(gt_all[i], preds[m][i], ranges[i], channel_axis) for i, m in todo]
+            for (i, m), values in zip(todo, dask.compute(*graphs)):
+                results[i, m] = _finish(values, ranges[i], f"frame {i} ({m})")
+            bar.update(len(batch))
+        bar.close()
+
     rows: list[dict[str, Any]] = []
-    for i in tqdm(range(ds.n_frames), desc="metrics", unit="frame", disable=not progress):
-        gt = ds.physical_frame(i)
+    for i in range(ds.n_frames):
         base: dict[str, Any] = {"frame": i}
         base.update({c: float(v) for c, v in zip(param_cols, ds.params[i], strict=True)})
         base["split"] = "train" if is_train[i] else "unseen"
         for m in methods:
-            pred = np.asarray(stores[m].frames[i], dtype=np.float32)
-            psnr, ssim = frame_metrics(
-                gt, pred, channel_axis=ds.channel_axis, label=f"frame {i} ({m})"
-            )
+            psnr, ssim = results.get((i, m), (math.nan, math.nan))
             rows.append({**base, "method": m, "psnr": psnr, "ssim": ssim})
 
-    out_csv = Path(out_csv)
+    # the old provenance goes first: a kill between the two files never leaves a new table
+    # beside the record of an old one
+    provenance_path(out_csv).unlink(missing_ok=True)
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
@@ -228,10 +301,31 @@ def evaluate(
         inputs[f"prediction_{m}"] = provenance.require(
             stores[m].raw_attrs.get("content_sha256"), str(stores[m].path)
         )
-    record = provenance.record("evaluate", {}, inputs)
+    how = {"runtime": {"memory_mb": int(memory_mb), "dask_scheduler": dask_scheduler}}
+    record = provenance.record("evaluate", how, inputs)
     with atomic_path(provenance_path(out_csv)) as tmp:
         tmp.write_text(json.dumps({"stage": "evaluate", "produced_by": record}, indent=2) + "\n")
     return rows
+
+
+def _plan(ds, layout, n_methods: int, threads: int, memory_mb: int) -> tuple[int, int]:
+    """(blocks per frame, (frame, method) pairs computed together). Enough pairs to keep
+    every worker busy when frames are one block; no more than the memory bound allows, each
+    pair counted at its two frames (the most its graph can hold) and each worker at one
+    halo-extended SSIM block."""
+    pad = (SSIM_WIN - 1) // 2
+    spatial = layout.chunks[: len(ds.dims)]
+    block = math.prod(c + 2 * pad for c in spatial) * SSIM_BYTES_PER_VOXEL
+    frame_bytes = 4 * math.prod(layout.frame_shape)
+    blocks = math.prod(math.ceil(n / c) for n, c in zip(layout.frame_shape, layout.chunks))
+    want = max(1, math.ceil(4 * threads / blocks))
+    work = threads * block + 2 * frame_bytes
+    left = check_budget(
+        "evaluate", memory_mb, work,
+        f"{threads} SSIM block(s) of {'x'.join(map(str, spatial))} and one frame pair",
+        "lower store.chunk (new stores) or runtime.threads, or raise runtime.memory_mb",
+    )
+    return blocks, max(1, min(want, 1 + left // (2 * frame_bytes)))
 
 
 def provenance_path(metrics_csv: str | Path) -> Path:

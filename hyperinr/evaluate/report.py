@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -366,10 +367,14 @@ def default_slice_frames(ds: DatasetStore) -> list[int]:
     return list(dict.fromkeys(picks))
 
 
-def _view(frame: np.ndarray, ds: DatasetStore) -> np.ndarray:
-    """The 2-D picture of a physical frame: mid-z slice of a volume; RGB kept for images."""
+def _view(read_rows: Callable[[int, int], np.ndarray], ds: DatasetStore) -> np.ndarray:
+    """The 2-D picture of a physical frame: mid-z slice of a volume (only that row is read:
+    a 1024^3 frame is 4 GiB); RGB kept for images. `read_rows(a, b)`: the frame's rows a..b-1."""
     if ds.n_spatial == 3:
-        frame = frame[frame.shape[0] // 2]
+        mid = ds.dims[0] // 2
+        frame = read_rows(mid, mid + 1)[0]
+    else:
+        frame = read_rows(0, ds.dims[0])
     if ds.n_channels > 1 and not (ds.n_spatial == 2 and ds.n_channels in (3, 4)):
         frame = frame[..., 0]
     return frame
@@ -387,7 +392,7 @@ def _plot_slices(
     psnr = {(r["frame"], r["method"]): r["psnr"] for r in rows}
     ncols = 1 + len(methods)
     rgb = ds.n_spatial == 2 and ds.n_channels in (3, 4)
-    h, w = _view(ds.physical_frame(frames[0]), ds).shape[:2]
+    h, w = _view(partial(ds.physical_slab, frames[0]), ds).shape[:2]
     panel = 2.6
     fig = Figure(
         figsize=(panel * ncols * max(w / h, 0.5) + 0.8, panel * len(frames) + 0.5),
@@ -396,12 +401,12 @@ def _plot_slices(
     axes = np.atleast_2d(fig.subplots(len(frames), ncols, squeeze=False))
     is_train = ds.is_train()
     for r, i in enumerate(frames):
-        gt = _view(ds.physical_frame(i), ds).astype(np.float64)
+        gt = _view(partial(ds.physical_slab, i), ds).astype(np.float64)
         vmin, vmax = float(gt.min()), float(gt.max())
         if vmax <= vmin:
             vmax = vmin + 1.0
         pics = [("ground truth", gt)] + [
-            (m, _view(np.asarray(stores[m].frames[i], dtype=np.float32), ds).astype(np.float64))
+            (m, _view(partial(stores[m].read_slab, i), ds).astype(np.float64))
             for m in methods
         ]
         param = ", ".join(f"{n}={v:.4g}" for n, v in zip(ds.param_names, ds.params[i], strict=True))

@@ -28,7 +28,8 @@ from hyperinr.config import Config
 STAGE_READS: dict[str, tuple[str, ...]] = {
     "simulate": ("simulate",),
     "scene": ("scene", "dataset.task", "runtime.device"),
-    "ingest": ("dataset",),
+    # runtime.memory_mb and store shape how a stage works and lays out its store, not a value
+    "ingest": ("dataset", "store", "runtime.memory_mb"),
     "teacher": ("teacher", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
     "teacher_validation": (
         "teacher", "hyperinr.shrinkage_validation", "runtime.seed", "runtime.device",
@@ -37,10 +38,10 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
     "distill_set": ("distill_set", "runtime.seed", "runtime.device"),
     "distill": ("hyperinr", "runtime.seed", "runtime.device", "runtime.gpus_per_job"),
     # every model kind predicts alike (hyperinr.stages.predict); LERP reads its weights' keys
-    "predict": ("predict.batch_size", "runtime.device"),
-    "predict_lerp": ("hyperinr.k_nearest", "hyperinr.idw_power"),
+    "predict": ("predict.batch_size", "runtime.device", "store", "runtime.memory_mb"),
+    "predict_lerp": ("hyperinr.k_nearest", "hyperinr.idw_power", "store", "runtime.memory_mb"),
     # stage baseline_<kind> reads what its kind declares (hyperinr.models.registry)
-    "evaluate": (),
+    "evaluate": ("runtime.memory_mb", "runtime.dask_scheduler"),
     "report": ("evaluate.slice_frames",),
     "shadows": ("scene", "runtime.device"),
     "speed": ("runtime.device",),

@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hyperinr.infra.atomic import atomic_path
+
+
+def _torch_version() -> str:
+    """torch's version without importing it: LERP and evaluation run no network, and torch's
+    import alone is ~220 MB of their runtime.memory_mb."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.__version__
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) -> Path:
@@ -22,7 +34,7 @@ def write_info(path: str | Path, stage: str, wall_seconds: float, **extra: Any) 
         "wall_seconds": round(float(wall_seconds), 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
-        "torch": torch.__version__,
+        "torch": _torch_version(),
         "device": extra.pop("device", "cpu"),
         **extra,
     }

@@ -53,6 +53,7 @@ class HyperINR(nn.Module):
         *,
         power: float = 1.0,
         periodic: Sequence[bool] | None = None,
+        init_tables: bool = True,
     ) -> None:
         super().__init__()
         positions = validate_positions(positions, "encoder positions", periodic)
@@ -67,8 +68,12 @@ class HyperINR(nn.Module):
         self.power = float(power)
         self.periodic = None if periodic is None else tuple(bool(p) for p in periodic)
         self.encoding = HashGrid(n_spatial_dims, encoding, own_table=False)
-        tables = torch.rand(len(positions), self.encoding.n_params, generator=seeded(seed))
-        self.tables = nn.Parameter((tables * 2 - 1) * 1e-4)
+        shape = (len(positions), self.encoding.n_params)
+        if init_tables:
+            tables = torch.rand(shape, generator=seeded(seed)).mul_(2).sub_(1).mul_(1e-4)
+        else:  # a loader replaces them at once: never touched, these pages are never resident
+            tables = torch.empty(shape)
+        self.tables = nn.Parameter(tables)
         # the MLP's stream starts at `seed` too, as the global generator the stages seeded
         # with it did: every published HyperINR keeps its weights (hyperinr.models.seeding)
         self.mlp = MLP(self.encoding.n_output_dims, n_outputs, network, generator=seeded(seed))
@@ -134,9 +139,11 @@ class HyperINR(nn.Module):
         }
 
     @classmethod
-    def from_description(cls, desc: dict[str, Any]) -> HyperINR:
+    def from_description(cls, desc: dict[str, Any], *, init_tables: bool = True) -> HyperINR:
         """Descriptions written before `power` and `periodic` existed load with p = 1 and no
-        periodic dimension, which is what those models were trained with."""
+        periodic dimension, which is what those models were trained with. `init_tables`
+        False: for a loader that assigns the file's (memory-mapped) tables right after, so a
+        predict holds only the tables it blends, not all of them twice."""
         return cls(
             np.asarray(desc["positions"]),
             desc["n_spatial_dims"],
@@ -146,6 +153,7 @@ class HyperINR(nn.Module):
             desc["k_nearest"],
             power=desc.get("power", 1.0),
             periodic=desc.get("periodic"),
+            init_tables=init_tables,
         )
 
 
@@ -161,7 +169,7 @@ def save_hyperinr(path: str | Path, model: HyperINR, meta: dict[str, Any]) -> No
 def load_hyperinr(path: str | Path, device: torch.device) -> tuple[HyperINR, dict[str, Any]]:
     """(model in eval mode on `device`, its meta); one-line errors naming `path`."""
     state = read_model_file(path, MODEL_KIND, "HyperINR")
-    model = HyperINR.from_description(state["description"])
+    model = HyperINR.from_description(state["description"], init_tables=False)
     load_weights(path, model, state)
     return model.to(device).eval(), state["meta"]
 

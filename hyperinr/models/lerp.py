@@ -14,41 +14,22 @@ HyperINR uses to pick and blend its encoders, re-exported here.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from tqdm.auto import tqdm
 
-from hyperinr.data.store import DatasetStore, open_dataset, write_frames_store
+from hyperinr.config import RuntimeConfig, StoreConfig
+from hyperinr.data.store import DatasetStore, frame_layout, open_dataset, write_frames_store
 from hyperinr.infra import provenance
+from hyperinr.infra.memory import check_budget
 from hyperinr.infra.stage_info import write_info
 from hyperinr.param_space.weights import interpolation_weights
 
 __all__ = ["interpolation_weights", "lerp_predict", "lerp_weights"]
-
-
-class FrameCache:
-    """A tiny LRU cache of normalised frames (float64) for blending neighbours."""
-
-    def __init__(self, frames: zarr.Array, size: int):
-        self.frames = frames
-        self.size = max(1, size)
-        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def get(self, i: int) -> np.ndarray:
-        i = int(i)
-        if i in self._items:
-            self._items.move_to_end(i)
-            return self._items[i]
-        frame = np.asarray(self.frames[i], dtype=np.float64)
-        self._items[i] = frame
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return frame
 
 
 def lerp_weights(
@@ -80,8 +61,14 @@ def lerp_predict(
     power: float = 1.0,
     progress: bool = True,
     info_path: str | Path | None = None,
+    store: StoreConfig | None = None,
+    memory_mb: int = RuntimeConfig.memory_mb,
 ) -> dict[str, Any]:
-    """Write the LERP prediction store (physical units, one chunk per frame) atomically.
+    """Write the LERP prediction store (physical units, chunked by `store`) atomically.
+
+    Slab by slab: each slab of a frame is blended from the same slab of its K training
+    neighbours, so memory is K + 2 slabs whatever the frame size (`memory_mb` is checked
+    against that before any work), and every value is the whole-frame blend's.
 
     Returns the stage info {"stage": "predict_lerp", "wall_seconds", "method", "frames", "k",
     "n_train"}, also written to `info_path` (when given) by `hyperinr.infra.stage_info.write_info`,
@@ -91,10 +78,21 @@ def lerp_predict(
     ds = open_dataset(dataset_path)
     idx, w = _weights(ds, k, power)
     shape = tuple(int(s) for s in ds.frames.shape)
-    cache = FrameCache(ds.frames, size=idx.shape[1] + 1)
+    store = store or StoreConfig()
+    layout = frame_layout(shape[1:], ds.n_channels, store.chunk, store.shard)
+    n_near = idx.shape[1]
+    check_budget(
+        "predict lerp", memory_mb, layout.slab_voxels() * (8 * n_near + 8 + 4 + 4),
+        f"{n_near} neighbour slabs of {layout.slab_depth} rows",
+        "lower store.chunk or raise runtime.memory_mb",
+    )
     produced_by = provenance.record(
         "predict_lerp",
-        {"hyperinr": {"k_nearest": int(k), "idw_power": float(power)}},
+        {
+            "hyperinr": {"k_nearest": int(k), "idw_power": float(power)},
+            "store": asdict(store),
+            "runtime": {"memory_mb": int(memory_mb)},
+        },
         {"dataset": ds.content_hash},
     )
     attrs: dict[str, Any] = {
@@ -105,17 +103,23 @@ def lerp_predict(
         "dataset": str(ds.path),
     }
 
-    def frames() -> Iterator[np.ndarray]:
-        for i in tqdm(range(shape[0]), desc="lerp", unit="frame", disable=not progress):
-            acc = np.zeros(shape[1:], dtype=np.float64)
+    def slabs(i: int) -> Iterator[np.ndarray]:
+        for a, b in layout.slabs():
+            acc = np.zeros((b - a, *shape[2:]), dtype=np.float64)
             for j, wj in zip(idx[i], w[i], strict=True):
                 if wj != 0.0:
-                    acc += wj * cache.get(j)
+                    acc += wj * ds.read_slab(int(j), a, b).astype(np.float64)
             yield ds.to_physical(acc).astype(np.float32)
+
+    def frames() -> Iterator[Iterator[np.ndarray]]:
+        for i in tqdm(range(shape[0]), desc="lerp", unit="frame", disable=not progress):
+            yield slabs(i)
         # write_frames_store sets the attrs once every frame is written: time them all
         attrs["wall_seconds"] = time.perf_counter() - t0
 
-    write_frames_store(out_path, frames(), shape, attrs, n_channels=ds.n_channels)
+    write_frames_store(
+        out_path, frames(), shape, attrs, n_channels=ds.n_channels, layout=layout
+    )
     wall = attrs["wall_seconds"]
     extra = {
         "method": "lerp",

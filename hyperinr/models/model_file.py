@@ -57,9 +57,14 @@ def _one_line(err: BaseException) -> str:
 def torch_load_plain(path: str | Path, label: str) -> Any:
     """`torch.load(path, weights_only=True)` on the CPU. A file that holds Python objects beyond
     tensors and plain data (a pickled callable, a class instance) is refused before anything in
-    it runs; that and any other failure is a one-line ValueError naming the file."""
+    it runs; that and any other failure is a one-line ValueError naming the file.
+
+    Memory-mapped (copy-on-write): tensors are read from the page cache as they are used, not
+    copied in whole first, so reading a file's `kind` costs nothing and loading weights holds
+    one copy of them (a default HyperINR file is 65 MB; predict runs under runtime.memory_mb).
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         for pattern in _REFUSED:
             found = pattern.search(str(err))
@@ -85,7 +90,7 @@ def read_model_file(path: str | Path, kind: str, label: str) -> dict[str, Any]:
 def load_weights(path: str | Path, model: nn.Module, state: dict[str, Any]) -> None:
     """Load `state`'s weights into `model`; a mismatch is a one-line error naming the file."""
     try:
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(state["state_dict"], assign=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ValueError(f"{path}: weights do not match the recorded model ({first})") from None

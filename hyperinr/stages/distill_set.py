@@ -10,8 +10,10 @@ a scatter/gather (docs/distill_set.md):
   parameter recorded at write time; each chunk also carries a crc32c that Zarr checks on every
   read). Missing, stale (other config/teacher/dataset) or corrupt shards are recomputed, never
   read. The published set `distill_set.zarr` is one ordinary Zarr array whose chunk files are
-  hard links to the shards' chunk files (a copy where links are impossible): readers see one
-  array with one chunk per parameter, and the data is on disk once.
+  hard links to the shards' chunk files: readers see one array with one chunk per parameter,
+  and the data is on disk once. Where links are impossible (another file system, a store that
+  is not a local directory, a chunk file not where expected) the chunk is copied through the
+  Zarr array API instead, re-encoded by the same codecs into the same bytes.
 
 The store layout is `hyperinr.data.distill_store`. Every shard and the set record their
 `produced_by` provenance (this stage's config slice, the teacher file's SHA-256 and the
@@ -25,7 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,16 +315,52 @@ def build_shard(cfg: Config, dataset: Path, teacher: Path, shard: int, out: Path
 # --------------------------------------------------------------------------- gather
 
 
-def _link_or_copy(src: Path, dst: Path) -> str:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-        return "hardlink"
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
-            raise
-        shutil.copyfile(src, dst)
-        return "copy"
+def link_chunk(src: Path, dst: Path) -> None:
+    """The one place a chunk file is hard-linked (tests replace it to simulate a file system
+    without hard links)."""
+    os.link(src, dst)
+
+
+# what makes two arrays' chunk files interchangeable byte for byte
+_ENCODING = ("data_type", "chunk_grid", "chunk_key_encoding", "codecs", "fill_value")
+
+
+def _linkable(src: zarr.Array, dst: zarr.Array) -> bool:
+    """Both in local directory stores and encoded alike, so a chunk file of one is a valid chunk
+    file of the other (a shard from another code version would not be)."""
+    local = zarr.storage.LocalStore
+    if not (isinstance(src.store, local) and isinstance(dst.store, local)):
+        return False
+    a, b = src.metadata.to_dict(), dst.metadata.to_dict()
+    return all(a.get(key) == b.get(key) for key in _ENCODING)
+
+
+def _chunk_file(arr: zarr.Array, index: int) -> Path:
+    """Where a LocalStore keeps chunk `index` of `arr` (its root joined with the store key)."""
+    key = f"{arr.path}/{arr.metadata.encode_chunk_key((index, 0, 0))}"
+    return Path(arr.store.root, *key.split("/"))
+
+
+def _place_chunk(src: zarr.Array, k: int, dst: zarr.Array, j: int, linkable: bool) -> str:
+    """Make chunk k of `src` chunk j of `dst`; returns how ("hardlink" or "zarr").
+
+    The hard link costs no I/O but relies on LocalStore's key-to-file mapping, so it is used
+    only where the source file is verified to be where that mapping puts it; anything else goes
+    through the public array API, whose decode/encode with the same codecs yields the same
+    bytes (and the same SHA-256 of the values, which is all the content hash depends on).
+    """
+    if linkable:
+        src_file, dst_file = _chunk_file(src, k), _chunk_file(dst, j)
+        if src_file.is_file():
+            try:
+                dst_file.parent.mkdir(parents=True, exist_ok=True)
+                link_chunk(src_file, dst_file)
+                return "hardlink"
+            except OSError as err:
+                if err.errno == errno.ENOSPC:  # a copy needs more space, not less
+                    raise
+    write_chunk(dst, j, np.asarray(src[k]))
+    return "zarr"
 
 
 def _dir_bytes(path: Path) -> int:
@@ -331,7 +368,8 @@ def _dir_bytes(path: Path) -> int:
 
 
 def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
-    """Assemble `out` from verified shards: fresh metadata, chunk files linked from the shards."""
+    """Assemble `out` from verified shards: fresh metadata, chunk files linked from the shards
+    (or copied through the array API where linking is impossible; attr `storage` says which)."""
     out = Path(out)
     cfg = ctx.cfg
     n = len(ctx.params01)
@@ -346,15 +384,15 @@ def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
             root.create_array("params01", data=ctx.params01, dimension_names=PARAMS01_DIMS)
             arrays = {"values": values, **({"coords": coords} if coords is not None else {})}
             for shard in range(n_shards(cfg)):
-                src_root = shard_path(shards_dir, shard)
-                attrs = zarr.open_group(src_root, mode="r").attrs
+                src_root = zarr.open_group(shard_path(shards_dir, shard), mode="r")
+                attrs = src_root.attrs
                 lo, hi = attrs["lo"], attrs["hi"]
                 for name, arr in arrays.items():
                     sums[name].extend(attrs["checksums"][name])
+                    src = src_root[name]
+                    linkable = _linkable(src, arr)
                     for k in range(hi - lo):
-                        src = src_root / name / arr.metadata.encode_chunk_key((k, 0, 0))
-                        dst = tmp / name / arr.metadata.encode_chunk_key((lo + k, 0, 0))
-                        storage.add(_link_or_copy(src, dst))
+                        storage.add(_place_chunk(src, k, arr, lo + k, linkable))
             itemsize = np.dtype(ctx.dtype).itemsize
             nbytes = n * ctx.n_points * ctx.meta.n_channels * itemsize
             if ctx.mode == "subset":
@@ -374,11 +412,14 @@ def publish(ctx: SetContext, shards_dir: Path, out: Path) -> dict[str, Any]:
             }
             root.attrs.update(facts)
             consolidate(tmp)  # xarray.open_zarr(out) opens it plainly (docs/data.md)
-            # the assembled array must decode where it matters: first and last parameter
-            check = zarr.open_group(tmp, mode="r")["values"]
-            for k in {0, n - 1}:
-                if digest(np.asarray(check[k])) != sums["values"][k]:
-                    raise OSError(f"{out}: assembled set does not read back (parameter {k})")
+            # the assembled arrays must decode where it matters: first and last parameter
+            check = zarr.open_group(tmp, mode="r")
+            for name in arrays:
+                for k in {0, n - 1}:
+                    if digest(np.asarray(check[name][k])) != sums[name][k]:
+                        raise OSError(
+                            f"{out}: assembled set does not read back ({name} of parameter {k})"
+                        )
     except OSError as err:
         raise _disk_full(err, out) from None
     return facts
