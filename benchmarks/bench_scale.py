@@ -160,7 +160,8 @@ def make_model(dataset: Path, out: Path) -> None:
     })  # fmt: skip
 
 
-def run_size(work: Path, n: int, args: argparse.Namespace) -> dict[str, dict]:
+def run_size(work: Path, n: int, args: argparse.Namespace, out: dict[str, dict]) -> None:
+    """Every stage at edge n into `out` (filled as stages finish: a failure keeps the rest)."""
     src = work / "source"
     src.mkdir(parents=True)
     write_source(src, n, args.frames)
@@ -179,7 +180,6 @@ def run_size(work: Path, n: int, args: argparse.Namespace) -> dict[str, dict]:
     }  # fmt: skip
     js = json.dumps(cfg)
     ds, lerp, hyp = work / "dataset.zarr", work / "lerp.zarr", work / "hyperinr.zarr"
-    out: dict[str, dict] = {}
     out["ingest"] = stage(
         work, "ingest", ["ingest", "--config-json", js, "--out", str(ds)], [src]
     )
@@ -213,7 +213,6 @@ def run_size(work: Path, n: int, args: argparse.Namespace) -> dict[str, dict]:
         )  # fmt: skip
         if (work / "m.csv").read_text() != (work / "m1.csv").read_text():
             sys.exit(f"bench_scale: {n}^3: 1-thread and {args.threads}-thread metrics differ")
-    return out
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -244,6 +243,7 @@ def main() -> None:
     args = p.parse_args()
 
     results: dict[int, dict[str, dict]] = {}
+    failures: dict[int, str] = {}
     for n in args.sizes:
         need = 3.2 * n**3 * 4 * args.frames  # source + dataset + predictions (uncompressed)
         base = args.work or Path(tempfile.gettempdir())
@@ -252,11 +252,14 @@ def main() -> None:
             print(f"{n}^3: skipped, needs ~{need / 2**30:.1f} GiB free in {base}")
             continue
         work = Path(tempfile.mkdtemp(prefix=f"scale{n}_", dir=base))
+        results[n] = {}
         try:
-            results[n] = run_size(work, n, args)
+            run_size(work, n, args, results[n])
+        except SystemExit as err:  # a failed stage: report it with what was measured
+            failures[n] = str(err)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        print(f"{n}^3 x {args.frames} done", flush=True)
+        print(f"{n}^3 x {args.frames} {'FAILED' if n in failures else 'done'}", flush=True)
 
     print(f"\nframes {args.frames}, store.chunk {args.chunk}, runtime.memory_mb "
           f"{args.memory_mb}, threads {args.threads}, predict.batch_size {args.batch_size}")
@@ -287,9 +290,14 @@ def main() -> None:
             if r["peak_rss_mb"] > bound.get(s, args.memory_mb)]  # fmt: skip
     print(f"peak RSS over runtime.memory_mb ({args.memory_mb}; HyperINR predict "
           f"{args.model_memory_mb}): {over or 'none'}")
+    for n, message in failures.items():
+        print(f"{n}^3 failed: {message}")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"work": str(args.work),
-                                         "json": str(args.json)}, "results": results}, indent=1))
+                                         "json": str(args.json)}, "results": results,
+                                         "failures": failures}, indent=1))  # fmt: skip
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

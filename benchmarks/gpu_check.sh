@@ -32,6 +32,7 @@ CHECKS=(
   "bench_inference_cuda|120|script benchmarks/bench_inference.py --device cuda"
   "explore_cuda_vs_cpu|60|pytest $T/test_explore_cuda.py::test_explorer_frames_match_cpu"
   "bench_explore_cuda_512|120|script benchmarks/bench_explore.py --device cuda --sizes 512 512 --strict"
+  "predict_slabs_cuda|60|pytest $T/test_predict_slabs_cuda.py::test_flat_ranges_equal_the_whole_grid_on_cuda $T/test_predict_slabs_cuda.py::test_predict_stage_chunked_equals_unchunked_on_cuda"
 )
 
 names() { for c in "${CHECKS[@]}"; do echo "${c%%|*}"; done; }

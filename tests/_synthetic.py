@@ -101,3 +101,35 @@ def synthetic_case(
             root / "predictions" / f"{m}.zarr", pred, m, (lo, hi), wall_seconds=1.5
         )
     return ds, preds
+
+
+# A tiny HyperINR over a 1-D time parameter: small enough to build in milliseconds, real enough
+# to run every loader, predict and the API (tests/test_api.py, tests/test_chunked_stores.py)
+TINY_ENC = {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2,
+            "log2_hashmap_size": 8, "base_resolution": 2, "per_level_scale": 2.0}  # fmt: skip
+TINY_NET = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None",
+            "n_neurons": 16, "n_hidden_layers": 1}  # fmt: skip
+TINY_DIMS = (6, 7, 8)
+TINY_TIMES = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+
+
+def tiny_hyperinr_run(root: Path, *, zero_based: bool = False) -> np.ndarray:
+    """`root`/dataset.zarr (5 times, frames 0, 2, 4 train) and `root`/hyperinr/model.pt, as the
+    pipeline lays them out; returns the physical frames. `zero_based`: the value range starts
+    at 0, so physical = unit * hi keeps every float32 difference of the untrained network's
+    tiny outputs (with lo near 3 they would round away)."""
+    import torch
+
+    from hyperinr.models.hyperinr import HyperINR, save_hyperinr
+
+    physical = smooth_field(TINY_TIMES[:, None] / 4.0, TINY_DIMS)
+    if zero_based:
+        physical -= physical.min()
+    write_dataset(root / "dataset.zarr", physical, TINY_TIMES[:, None], [0, 2, 4],
+                  param_names=["t"])  # fmt: skip
+    torch.manual_seed(0)
+    model = HyperINR(np.array([[0.0], [0.5], [1.0]]), 3, 1, TINY_ENC, TINY_NET, k_nearest=2)
+    meta = {"dims": list(TINY_DIMS), "param_names": ["t"], "param_range": [[0.0, 4.0]],
+            "value_range": [float(physical.min()), float(physical.max())]}  # fmt: skip
+    save_hyperinr(root / "hyperinr" / "model.pt", model, meta)
+    return physical

@@ -12,29 +12,17 @@ import torch
 import hyperinr
 from hyperinr.grid import field_values, grid_coords
 from hyperinr.models.coordnet import CoordNet, save_teacher, teacher_values
-from hyperinr.models.hyperinr import HyperINR, save_hyperinr
 from hyperinr.render import Camera
-from tests._synthetic import smooth_field, write_dataset
+from tests._synthetic import TINY_DIMS, TINY_TIMES, tiny_hyperinr_run
 
-ENC = {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2, "log2_hashmap_size": 8,
-       "base_resolution": 2, "per_level_scale": 2.0}  # fmt: skip
-NET = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None",
-       "n_neurons": 16, "n_hidden_layers": 1}  # fmt: skip
-DIMS = (6, 7, 8)
-TIMES = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+DIMS, TIMES = TINY_DIMS, TINY_TIMES
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A pipeline-shaped results folder: dataset.zarr, hyperinr/model.pt, teacher/model.pt."""
     root = tmp_path_factory.mktemp("results") / "toy"
-    physical = smooth_field(TIMES[:, None] / 4.0, DIMS)
-    write_dataset(root / "dataset.zarr", physical, TIMES[:, None], [0, 2, 4], param_names=["t"])
-    torch.manual_seed(0)
-    model = HyperINR(np.array([[0.0], [0.5], [1.0]]), 3, 1, ENC, NET, k_nearest=2)
-    meta = {"dims": list(DIMS), "param_names": ["t"], "param_range": [[0.0, 4.0]],
-            "value_range": [float(physical.min()), float(physical.max())]}  # fmt: skip
-    save_hyperinr(root / "hyperinr" / "model.pt", model, meta)
+    tiny_hyperinr_run(root)
     teacher = CoordNet(4, 1, (16, 16), 1)
     save_teacher(root / "teacher" / "model.pt", teacher, {"dims": list(DIMS)})  # an older file
     return root

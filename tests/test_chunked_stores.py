@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from _synthetic import smooth_field, write_dataset
+from _synthetic import TINY_DIMS, TINY_TIMES, smooth_field, tiny_hyperinr_run, write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,7 @@ from hyperinr.data.store import (
 )
 from hyperinr.grid import field_values, n_voxels
 from hyperinr.infra.memory import MB, MemoryBudgetError, process_rss_bytes
-from hyperinr.models.hyperinr import HyperINR, load_hyperinr, save_hyperinr
+from hyperinr.models.hyperinr import load_hyperinr
 from hyperinr.models.lerp import lerp_predict, lerp_weights
 from hyperinr.stages.predict import predict
 
@@ -370,12 +370,7 @@ def test_lerp_memory_budget(tmp_path):
 
 # --------------------------------------------------------------------------- predict stage
 
-ENC = {"otype": "HashGrid", "n_levels": 2, "n_features_per_level": 2, "log2_hashmap_size": 8,
-       "base_resolution": 2, "per_level_scale": 2.0}  # fmt: skip
-NET = {"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None",
-       "n_neurons": 16, "n_hidden_layers": 1}  # fmt: skip
-DIMS = (6, 7, 8)
-TIMES = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+DIMS, TIMES = TINY_DIMS, TINY_TIMES
 
 
 @pytest.fixture(scope="module")
@@ -384,14 +379,7 @@ def run(tmp_path_factory) -> Path:
     range starts at 0, so physical = unit * hi keeps every float32 difference of the untrained
     network's tiny outputs (with lo = 3 they would round away)."""
     root = tmp_path_factory.mktemp("chunked_run")
-    physical = smooth_field(TIMES[:, None] / 4.0, DIMS)
-    physical -= physical.min()
-    write_dataset(root / "dataset.zarr", physical, TIMES[:, None], [0, 2, 4], param_names=["t"])
-    torch.manual_seed(0)
-    model = HyperINR(np.array([[0.0], [0.5], [1.0]]), 3, 1, ENC, NET, k_nearest=2)
-    meta = {"dims": list(DIMS), "param_names": ["t"], "param_range": [[0.0, 4.0]],
-            "value_range": [float(physical.min()), float(physical.max())]}  # fmt: skip
-    save_hyperinr(root / "hyperinr" / "model.pt", model, meta)
+    tiny_hyperinr_run(root, zero_based=True)
     return root
 
 

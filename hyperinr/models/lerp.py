@@ -81,9 +81,13 @@ def lerp_predict(
     store = store or StoreConfig()
     layout = frame_layout(shape[1:], ds.n_channels, store.chunk, store.shard)
     n_near = idx.shape[1]
+    # a slab is blended one chunk-row (chunk x chunk x the rest) at a time: the float32 slab
+    # it fills, plus the float64 sum and one neighbour's float32 and float64 copies of a row
+    row = layout.chunks[1] if len(layout.chunks) > 1 else 1
+    row_voxels = layout.slab_voxels() // layout.frame_shape[1] * row if len(shape) > 2 else 0
     check_budget(
-        "predict lerp", memory_mb, layout.slab_voxels() * (8 * n_near + 8 + 4 + 4),
-        f"{n_near} neighbour slabs of {layout.slab_depth} rows",
+        "predict lerp", memory_mb, layout.slab_voxels() * 4 + row_voxels * (8 + 4 + 8 + 8),
+        f"a slab of {layout.slab_depth} rows and the blend of {n_near} neighbours' chunk-rows",
         "lower store.chunk or raise runtime.memory_mb",
     )
     produced_by = provenance.record(
@@ -103,13 +107,28 @@ def lerp_predict(
         "dataset": str(ds.path),
     }
 
+    def blend(i: int, region: tuple[slice, ...]) -> np.ndarray:
+        """Frame i's LERP over `region` (the same float64 arithmetic as a whole frame)."""
+        acc = np.zeros(out_shape(region), dtype=np.float64)
+        for j, wj in zip(idx[i], w[i], strict=True):
+            if wj != 0.0:
+                acc += wj * np.asarray(ds.frames[(int(j), *region)], dtype=np.float64)
+        return ds.to_physical(acc).astype(np.float32)
+
+    def out_shape(region: tuple[slice, ...]) -> tuple[int, ...]:
+        return tuple(len(range(*r.indices(n))) for r, n in zip(region, shape[1:])) + tuple(
+            shape[1 + len(region) :]
+        )
+
     def slabs(i: int) -> Iterator[np.ndarray]:
         for a, b in layout.slabs():
-            acc = np.zeros((b - a, *shape[2:]), dtype=np.float64)
-            for j, wj in zip(idx[i], w[i], strict=True):
-                if wj != 0.0:
-                    acc += wj * ds.read_slab(int(j), a, b).astype(np.float64)
-            yield ds.to_physical(acc).astype(np.float32)
+            if len(shape) <= 2:  # 1-D frames: the slab is the row
+                yield blend(i, (slice(a, b),))
+                continue
+            out = np.empty((b - a, *shape[2:]), dtype=np.float32)
+            for c in range(0, shape[2], row):
+                out[:, c : c + row] = blend(i, (slice(a, b), slice(c, c + row)))
+            yield out
 
     def frames() -> Iterator[Iterator[np.ndarray]]:
         for i in tqdm(range(shape[0]), desc="lerp", unit="frame", disable=not progress):
