@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg = build_config(args.config, args.config_json, args.threads)
-        if args.verb in DEVICE_VERBS:
+        if args.verb in DEVICE_VERBS and getattr(args, "method", None) != "lerp":
             from hyperinr.infra.device import claim_gpus  # torch: not for the light verbs
 
             claim_gpus(cfg.runtime.device)  # before anything touches CUDA

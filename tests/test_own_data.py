@@ -122,3 +122,38 @@ def test_readme_example_through_snakemake(own_data):
     _check_store(work / f"results/{name}/dataset.zarr", doc)
     assert "sidecar resources/tgv64/params.json ignored" in log_text
     assert not (work / "resources").exists()  # simulate.activate false: nothing simulated
+
+
+def readme_memory_example() -> str:
+    """The ```yaml block after "Volumes of real size" in README.md, verbatim."""
+    text = (ROOT / "README.md").read_text()
+    start = text.find("Volumes of real size")
+    assert start >= 0, 'README.md has no "Volumes of real size" paragraph'
+    match = re.compile(r"```yaml\n(.*?)```", re.S).search(text, start)
+    assert match, 'no ```yaml block after "Volumes of real size" in README.md'
+    return match.group(1)
+
+
+def test_readme_memory_example_ingests_own_data_by_slabs(own_data):
+    """The README's own-data example with its memory block added: ingest runs under the bound
+    in 64-deep sharded slabs, and a bound no process can meet is refused in one line."""
+    work, doc = own_data
+    (work / "memory.yaml").write_text(readme_memory_example())
+    cfg = Config.from_dict(yaml.safe_load(readme_memory_example()))
+    assert (cfg.store.chunk, cfg.runtime.memory_mb) == (64, 512)
+    out = work / "vortices.zarr"
+    cmd = [sys.executable, "-m", "hyperinr.cli", "ingest", "--config", "own.yaml",
+           "--config", "memory.yaml", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _check_store(out, doc)
+    frames = open_dataset(out).frames
+    assert frames.chunks == (1, 64, 64, 64) and frames.shards == (1, 64, 128, 128)
+    tight = work / "tight.zarr"
+    proc = subprocess.run(
+        [*cmd[:-1], str(tight), "--config-json", '{"runtime": {"memory_mb": 64}}'],
+        cwd=work, capture_output=True, text=True, timeout=300, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 1 and not tight.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runtime.memory_mb=64 cannot hold" in lines[0], proc.stderr

@@ -32,9 +32,10 @@ from hyperinr.infra import provenance
 from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.infra.memory import check_budget
 
-#: Bytes ingest holds per element of a slab: the source's float32 slab, its float64
-#: normalisation and the float32 result, plus the finite-check mask.
-INGEST_BYTES_PER_VALUE = 4 + 8 + 4 + 1
+#: Bytes ingest holds per element of a slab: the source's float32 slab, the finite-check
+#: mask, the normalised float32 slab and zarr's encoded shard with its copy on the way to
+#: disk (2 x the raw size at most; the float64 normalisation goes 8 rows at a time).
+INGEST_BYTES_PER_VALUE = 4 + 1 + 4 + 8
 
 
 def split_indices(split: SplitConfig, n_frames: int) -> list[int]:

@@ -13,16 +13,18 @@ Conventions (the paper's Sec. 7.2 evaluation, made explicit):
   RuntimeWarning names the frame. The report averages with NaNs left out and says so.
 
 Why dask: a 512^3 frame's SSIM needs ~10 float64 copies in scikit-image (~10 GiB), a 2048^3
-one more than a node holds. The MSE is a dask reduction; the SSIM map is computed block by
-block with `map_overlap` (halo = the window's half-width, no padding at the frame's faces),
-each block's map with scikit-image's operations in its order (in place: 64 B a voxel, not
-~130), and cropped and averaged exactly as scikit-image crops and averages the whole map: a
-map value depends only on inputs within the half-width, so every value kept is the
-whole-frame value (tests: equal to whole-array scikit-image to 1e-12 on odd
-shapes whose windows cross block edges). Blocks follow the stores' chunks, so memory follows
-the block and the number of threads (`runtime.threads`), not the frame; frames and methods
-are computed in parallel. The graph runs on dask's threaded scheduler, or on a
-dask.distributed cluster (`runtime.dask_scheduler`).
+one more than a node holds. `evaluate` works in units of one slab of one frame of one method
+(the store's chunk-deep slab, read with the window's half-width of rows either side): the
+squared error is a dask reduction, the SSIM map is computed block by block with
+`map_overlap` (halo = the half-width, no padding at the frame's faces), each block's map with
+scikit-image's operations in its order (in place: 64 B a voxel, not ~130), and each unit sums
+the map values it owns inside scikit-image's crop. A map value depends only on inputs within
+the half-width, so every value summed is the whole-frame value and the sums over a frame's
+slabs are scikit-image's crop-and-mean (tests: equal to whole-array scikit-image to 1e-12 on
+odd shapes whose windows cross block and slab edges). Memory follows the slab, the block and
+the number of threads (`runtime.threads`), never the frame; units of several frames and
+methods run together when slabs are small. The graphs run on dask's threaded scheduler, or on
+a dask.distributed cluster (`runtime.dask_scheduler`).
 """
 
 from __future__ import annotations
@@ -263,6 +265,78 @@ def _physical(block: np.ndarray, attrs) -> np.ndarray:
     return attrs.to_physical(block).astype(np.float32, copy=False)  # as physical_frame
 
 
+def _read_rows(frames, i: int, a: int, b: int, attrs=None) -> np.ndarray:
+    """Rows a..b-1 of frame i as float32 (zarr decodes only the chunks they touch); with the
+    dataset's `attrs`, in physical units, mapped 8 rows at a time (bounded float64 copies)."""
+    raw = np.asarray(frames[i, a:b])
+    if attrs is None:
+        return raw.astype(np.float32, copy=False)
+    out = np.empty(raw.shape, dtype=np.float32)
+    for r in range(0, len(raw), 8):
+        out[r : r + 8] = _physical(raw[r : r + 8], attrs)
+    return out
+
+
+def _slab_graph(
+    dataset, pred, i: int, rows: tuple[int, int], data_range: float, block: tuple[int, ...],
+    channels: int,
+) -> dict[str, Any]:
+    """One (frame, method, slab) as dask scalars: its rows' squared error and finiteness, and
+    per channel the sum and count of the SSIM map values it owns. The slab's rows are read
+    with the window's half-width of rows either side, so every owned map value is the
+    whole-frame value; summed over slabs, the sums are scikit-image's crop-and-mean.
+    """
+    frames = dataset.frames
+    shape = tuple(int(s) for s in frames.shape[1:])
+    spatial = shape[:-1] if channels > 1 else shape
+    win = _win_size(spatial)
+    pad = 0 if win is None else (win - 1) // 2
+    a, b = rows
+    lo, hi = max(0, a - pad), min(shape[0], b + pad)
+    region = (hi - lo, *shape[1:])
+    gt = da.from_delayed(
+        dask.delayed(_read_rows)(frames, i, lo, hi, dataset.attrs), region, np.float32
+    ).rechunk((region[0], *block[1:]))
+    pr = da.from_delayed(dask.delayed(_read_rows)(pred.frames, i, lo, hi), region, np.float32)
+    pr = pr.rechunk(gt.chunks)
+    own = slice(a - lo, b - lo)
+    diff = gt[own].astype(np.float64) - pr[own].astype(np.float64)
+    out: dict[str, Any] = {
+        "sse": (diff * diff).sum(dtype=np.float64),
+        "finite": da.isfinite(pr[own]).all(),
+        "ssim_sum": [],
+        "count": [],
+    }
+    kept_rows = slice(max(a, pad) - lo, min(b, shape[0] - pad) - lo)
+    if win is None or kept_rows.start >= kept_rows.stop:
+        return out
+    kept = (kept_rows, *(slice(pad, n - pad) for n in spatial[1:]))
+    for c in range(channels):
+        g, p = (gt, pr) if channels == 1 else (gt[..., c], pr[..., c])
+        g = g.rechunk(tuple(_at_least(ch, win) for ch in g.chunks))
+        p = p.rechunk(g.chunks)
+        smap = da.map_overlap(
+            _ssim_map_block, g, p, depth=pad, boundary="none", dtype=np.float64,
+            data_range=float(data_range), win=int(win), align_arrays=False,
+        )
+        out["ssim_sum"].append(smap[kept].sum(dtype=np.float64))
+        out["count"].append(math.prod(len(range(*k.indices(n))) for k, n in zip(kept, region)))
+    return out
+
+
+def _combine(parts: list[Mapping[str, Any]], n_values: int) -> dict[str, Any]:
+    """A frame's slab sums -> the whole frame's MSE, finiteness and SSIM (channel mean)."""
+    out: dict[str, Any] = {
+        "mse": sum(float(p["sse"]) for p in parts) / n_values,
+        "finite": all(bool(p["finite"]) for p in parts),
+    }
+    counts = np.sum([p["count"] for p in parts if p["count"]], axis=0)
+    if np.size(counts):
+        sums = np.sum([[float(v) for v in p["ssim_sum"]] for p in parts if p["count"]], axis=0)
+        out["ssim"] = float(np.mean(sums / counts))
+    return out
+
+
 def evaluate(
     dataset_path: str | Path,
     predictions: Mapping[str, str | Path],
@@ -293,34 +367,40 @@ def evaluate(
     is_train = ds.is_train()
 
     layout = ds.layout
-    # read a shard per task (zarr decodes its chunks together: half the time of one task per
-    # chunk, and zarr's reads do not scale with dask threads); compute SSIM per chunk
-    reads = (1, *(layout.shards or layout.chunks))
-    gt_all = da.from_zarr(ds.frames, chunks=reads).map_blocks(
+    gt_all = da.from_zarr(ds.frames, chunks=(1, *layout.chunks)).map_blocks(
         _physical, attrs=ds.attrs, dtype=np.float32
     )
-    preds = {m: da.from_zarr(stores[m].frames, chunks=reads) for m in methods}
-    n_pairs_per_frame, pairs_in_flight = _plan(ds, layout, len(methods), threads, memory_mb)
-    channel_axis = None if ds.channel_axis is None else -1
+    units_in_flight = _plan(ds, layout, threads, memory_mb)
+    channels = ds.n_channels
     axes = tuple(range(1, gt_all.ndim))
+    n_values = math.prod(layout.frame_shape)
 
     with scheduler(dask_scheduler, threads):
         lo, hi = dask.compute(gt_all.min(axis=axes), gt_all.max(axis=axes))
         ranges = [_data_range(a, b, f"frame {i}") for i, (a, b) in enumerate(zip(lo, hi))]
-        pairs = [(i, m) for i in range(ds.n_frames) for m in methods]
-        results: dict[tuple[int, str], tuple[float, float]] = {}
-        bar = tqdm(total=len(pairs), desc="metrics", unit="pair", disable=not progress)
-        for start in range(0, len(pairs), pairs_in_flight):
-            batch = [(i, m) for i, m in pairs[start : start + pairs_in_flight]]
-            todo = [(i, m) for i, m in batch if ranges[i] is not None]
+        units = [
+            (i, m, rows)
+            for i in range(ds.n_frames)
+            if ranges[i] is not None
+            for m in methods
+            for rows in layout.slabs()
+        ]
+        parts: dict[tuple[int, str], list] = {}
+        bar = tqdm(total=len(units), desc="metrics", unit="slab", disable=not progress)
+        for start in range(0, len(units), units_in_flight):
+            batch = units[start : start + units_in_flight]
             graphs = [
-                _pair_graph(gt_all[i], preds[m][i], ranges[i], channel_axis, layout.chunks)
-                for i, m in todo
+                _slab_graph(ds, stores[m], i, rows, ranges[i], layout.chunks, channels)
+                for i, m, rows in batch
             ]
-            for (i, m), values in zip(todo, dask.compute(*graphs)):
-                results[i, m] = _finish(values, ranges[i], f"frame {i} ({m})")
+            for (i, m, _), values in zip(batch, dask.compute(*graphs)):
+                parts.setdefault((i, m), []).append(values)
             bar.update(len(batch))
         bar.close()
+    results = {
+        (i, m): _finish(_combine(p, n_values), ranges[i], f"frame {i} ({m})")
+        for (i, m), p in parts.items()
+    }
 
     rows: list[dict[str, Any]] = []
     for i in range(ds.n_frames):
@@ -351,24 +431,29 @@ def evaluate(
     return rows
 
 
-def _plan(ds, layout, n_methods: int, threads: int, memory_mb: int) -> tuple[int, int]:
-    """(blocks per frame, (frame, method) pairs computed together). Enough pairs to keep
-    every worker busy when frames are one block; no more than the memory bound allows, each
-    pair counted at its two frames (the most its graph can hold) and each worker at one
-    halo-extended SSIM block."""
+def _plan(ds, layout, threads: int, memory_mb: int) -> int:
+    """How many (frame, method, slab) units are computed together: enough to keep every
+    worker busy when a slab is one block; no more than the memory bound allows, each unit
+    counted at its two float32 slabs with halo rows and the shards read for them, and each
+    worker at one halo-extended SSIM block (SSIM_BYTES_PER_VOXEL)."""
     pad = (SSIM_WIN - 1) // 2
     spatial = layout.chunks[: len(ds.dims)]
+    channels = math.prod(layout.chunks[len(ds.dims) :])
     block = math.prod(c + 2 * pad for c in spatial) * SSIM_BYTES_PER_VOXEL
-    frame_bytes = 4 * math.prod(layout.frame_shape)
-    blocks = math.prod(math.ceil(n / c) for n, c in zip(layout.frame_shape, layout.chunks))
-    want = max(1, math.ceil(4 * threads / blocks))
-    work = threads * block + 2 * frame_bytes
+    plane = math.prod(layout.frame_shape[1:])
+    # a slab with its halo rows, per array; zarr reads a shard whole even for a few of its
+    # rows, and the halo touches the shards above and below (measured at 512^3: 70 rows cost
+    # 262 MB at peak, 64 aligned rows 146 MB)
+    shards_touched = 3 if layout.shards is not None else 1
+    unit = 2 * 4 * plane * (layout.slab_depth + 2 * pad + shards_touched * layout.slab_depth)
+    blocks = math.prod(math.ceil(n / c) for n, c in zip(layout.frame_shape[1:], layout.chunks[1:]))
+    want = max(1, math.ceil(4 * threads / max(1, blocks // channels)))
     left = check_budget(
-        "evaluate", memory_mb, work,
-        f"{threads} SSIM block(s) of {'x'.join(map(str, spatial))} and one frame pair",
+        "evaluate", memory_mb, threads * block + unit,
+        f"{threads} SSIM block(s) of {'x'.join(map(str, spatial))} and one slab pair",
         "lower store.chunk (new stores) or runtime.threads, or raise runtime.memory_mb",
     )
-    return blocks, max(1, min(want, 1 + left // (2 * frame_bytes)))
+    return max(1, min(want, 1 + left // unit))
 
 
 def provenance_path(metrics_csv: str | Path) -> Path:

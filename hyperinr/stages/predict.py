@@ -83,10 +83,12 @@ def predict(
     probe = np.zeros((2, len(meta.dims)), dtype=np.float32)
     warm = impl.field(network, meta.params01[0].double().numpy())
     field_values(warm, meta.dims, n_out, 2, device, coords01=probe)
-    # the model file is memory-mapped: the pages of the tables frames blend become resident
+    # the slab and its encoded shard; the model file is memory-mapped: the pages of the
+    # tables the frames blend become resident
     check_budget(
         "predict", cfg.runtime.memory_mb,
-        layout.slab_voxels() * 4 + batch * PREDICT_BYTES_PER_POINT + model_path.stat().st_size,
+        layout.slab_voxels() * (4 + 4) + batch * PREDICT_BYTES_PER_POINT
+        + model_path.stat().st_size,
         f"one slab of {layout.slab_depth} rows, a batch of {batch} points and the model file",
         "lower store.chunk or predict.batch_size, or raise runtime.memory_mb",
     )
