@@ -27,15 +27,20 @@ from hyperinr.config import (
 )
 from hyperinr.data.errors import DataError
 from hyperinr.data.sources import FrameSource, open_source, sidecar_space
-from hyperinr.data.store import FrameLayout, frame_layout, write_dataset
+from hyperinr.data.store import (
+    SLAB_WRITE_BYTES_PER_VALUE,
+    FrameLayout,
+    frame_layout,
+    write_dataset,
+)
 from hyperinr.infra import provenance
 from hyperinr.infra.atomic import clean_stale_temporaries
 from hyperinr.infra.memory import check_budget
 
-#: Bytes ingest holds per element of a slab: the source's float32 slab, the finite-check
-#: mask, the normalised float32 slab and zarr's encoded shard with its copy on the way to
-#: disk (2 x the raw size at most; the float64 normalisation goes 8 rows at a time).
-INGEST_BYTES_PER_VALUE = 4 + 1 + 4 + 8
+#: Bytes ingest holds per element of a slab: the source's slab as read and its float32 copy,
+#: the finite-check mask, the normalised float32 slab and zarr's write of it (the float64
+#: normalisation goes 8 rows at a time).
+INGEST_BYTES_PER_VALUE = 4 + 4 + 1 + 4 + SLAB_WRITE_BYTES_PER_VALUE
 
 
 def split_indices(split: SplitConfig, n_frames: int) -> list[int]:

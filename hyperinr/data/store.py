@@ -97,6 +97,12 @@ def consolidate(path: str | Path) -> None:
         zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
+#: Bytes zarr holds per float32 value while it writes a slab, beyond the slab itself: the
+#: chunks cut out and encoded, the shard assembled and its copy on the way to disk
+#: (benchmarks/bench_scale.py, 512^3: LERP ~2.6x, ingest ~4x the slab's 4 bytes; rounded up).
+SLAB_WRITE_BYTES_PER_VALUE = 16
+
+
 @dataclass(frozen=True)
 class FrameLayout:
     """How a frame is cut into chunks, and the slab (chunk-deep along the frame's first axis)

@@ -265,16 +265,16 @@ def _physical(block: np.ndarray, attrs) -> np.ndarray:
     return attrs.to_physical(block).astype(np.float32, copy=False)  # as physical_frame
 
 
-def _read_rows(frames, i: int, a: int, b: int, attrs=None) -> np.ndarray:
-    """Rows a..b-1 of frame i as float32 (zarr decodes only the chunks they touch); with the
-    dataset's `attrs`, in physical units, mapped 8 rows at a time (bounded float64 copies)."""
-    raw = np.asarray(frames[i, a:b])
-    if attrs is None:
-        return raw.astype(np.float32, copy=False)
-    out = np.empty(raw.shape, dtype=np.float32)
-    for r in range(0, len(raw), 8):
-        out[r : r + 8] = _physical(raw[r : r + 8], attrs)
-    return out
+def _read_pair(dataset, pred, i: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows a..b-1 of frame i: the dataset's in physical float32 (mapped in place, 8 rows at a
+    time: the float64 copies stay small) and the prediction's. Read one after the other: zarr
+    holds every shard a read touches whole until the read returns."""
+    gt = np.asarray(dataset.frames[i, a:b], dtype=np.float32)
+    if not gt.flags.writeable:
+        gt = gt.copy()
+    for r in range(0, len(gt), 8):
+        gt[r : r + 8] = _physical(gt[r : r + 8], dataset.attrs)
+    return gt, np.asarray(pred.frames[i, a:b]).astype(np.float32, copy=False)
 
 
 def _slab_graph(
@@ -294,11 +294,9 @@ def _slab_graph(
     a, b = rows
     lo, hi = max(0, a - pad), min(shape[0], b + pad)
     region = (hi - lo, *shape[1:])
-    gt = da.from_delayed(
-        dask.delayed(_read_rows)(frames, i, lo, hi, dataset.attrs), region, np.float32
-    ).rechunk((region[0], *block[1:]))
-    pr = da.from_delayed(dask.delayed(_read_rows)(pred.frames, i, lo, hi), region, np.float32)
-    pr = pr.rechunk(gt.chunks)
+    pair = dask.delayed(_read_pair, nout=2)(dataset, pred, i, lo, hi)
+    gt = da.from_delayed(pair[0], region, np.float32).rechunk((region[0], *block[1:]))
+    pr = da.from_delayed(pair[1], region, np.float32).rechunk(gt.chunks)
     own = slice(a - lo, b - lo)
     diff = gt[own].astype(np.float64) - pr[own].astype(np.float64)
     out: dict[str, Any] = {
@@ -441,11 +439,11 @@ def _plan(ds, layout, threads: int, memory_mb: int) -> int:
     channels = math.prod(layout.chunks[len(ds.dims) :])
     block = math.prod(c + 2 * pad for c in spatial) * SSIM_BYTES_PER_VOXEL
     plane = math.prod(layout.frame_shape[1:])
-    # a slab with its halo rows, per array; zarr reads a shard whole even for a few of its
-    # rows, and the halo touches the shards above and below (measured at 512^3: 70 rows cost
-    # 262 MB at peak, 64 aligned rows 146 MB)
+    # a slab with its halo rows, per array, and the shards one read holds: zarr reads a shard
+    # whole even for a few of its rows, and the halo touches the shards above and below
+    # (measured at 512^3: 70 rows cost 262 MB at peak, 64 aligned rows 146 MB)
     shards_touched = 3 if layout.shards is not None else 1
-    unit = 2 * 4 * plane * (layout.slab_depth + 2 * pad + shards_touched * layout.slab_depth)
+    unit = 4 * plane * (2 * (layout.slab_depth + 2 * pad) + shards_touched * layout.slab_depth)
     blocks = math.prod(math.ceil(n / c) for n, c in zip(layout.frame_shape[1:], layout.chunks[1:]))
     want = max(1, math.ceil(4 * threads / max(1, blocks // channels)))
     left = check_budget(

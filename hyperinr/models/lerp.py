@@ -23,7 +23,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hyperinr.config import RuntimeConfig, StoreConfig
-from hyperinr.data.store import DatasetStore, frame_layout, open_dataset, write_frames_store
+from hyperinr.data.store import (
+    SLAB_WRITE_BYTES_PER_VALUE,
+    DatasetStore,
+    frame_layout,
+    open_dataset,
+    write_frames_store,
+)
 from hyperinr.infra import provenance
 from hyperinr.infra.memory import check_budget
 from hyperinr.infra.stage_info import write_info
@@ -82,12 +88,13 @@ def lerp_predict(
     layout = frame_layout(shape[1:], ds.n_channels, store.chunk, store.shard)
     n_near = idx.shape[1]
     # a slab is blended one chunk-row (chunk x chunk x the rest) at a time: the float32 slab
-    # it fills and its encoded shard, plus the float64 sum and one neighbour's float32 and
+    # it fills and zarr's write of it, plus the float64 sum and one neighbour's float32 and
     # float64 copies of a row
     row = layout.chunks[1] if len(layout.chunks) > 1 else 1
     row_voxels = layout.slab_voxels() // layout.frame_shape[1] * row if len(shape) > 2 else 0
     check_budget(
-        "predict lerp", memory_mb, layout.slab_voxels() * (4 + 4) + row_voxels * (8 + 4 + 8 + 8),
+        "predict lerp", memory_mb,
+        layout.slab_voxels() * (4 + SLAB_WRITE_BYTES_PER_VALUE) + row_voxels * (8 + 4 + 8 + 8),
         f"a slab of {layout.slab_depth} rows and the blend of {n_near} neighbours' chunk-rows",
         "lower store.chunk or raise runtime.memory_mb",
     )

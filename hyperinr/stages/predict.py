@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hyperinr.config import Config
-from hyperinr.data.store import frame_layout, write_frames_store
+from hyperinr.data.store import SLAB_WRITE_BYTES_PER_VALUE, frame_layout, write_frames_store
 from hyperinr.grid import field_values, n_voxels
 from hyperinr.infra import provenance
 from hyperinr.infra.device import configure_threads, resolve_device
@@ -83,11 +83,11 @@ def predict(
     probe = np.zeros((2, len(meta.dims)), dtype=np.float32)
     warm = impl.field(network, meta.params01[0].double().numpy())
     field_values(warm, meta.dims, n_out, 2, device, coords01=probe)
-    # the slab and its encoded shard; the model file is memory-mapped: the pages of the
+    # the slab and zarr's write of it; the model file is memory-mapped: the pages of the
     # tables the frames blend become resident
     check_budget(
         "predict", cfg.runtime.memory_mb,
-        layout.slab_voxels() * (4 + 4) + batch * PREDICT_BYTES_PER_POINT
+        layout.slab_voxels() * (4 + SLAB_WRITE_BYTES_PER_VALUE) + batch * PREDICT_BYTES_PER_POINT
         + model_path.stat().st_size,
         f"one slab of {layout.slab_depth} rows, a batch of {batch} points and the model file",
         "lower store.chunk or predict.batch_size, or raise runtime.memory_mb",
