@@ -57,6 +57,11 @@ SSIM_WIN = 7
 #: its 8 float64 buffers), plus the two float32 blocks read from the stores.
 SSIM_BYTES_PER_VOXEL = 64 + 8
 
+#: What evaluation holds beyond its units, blocks and imports: dask's scheduler, zarr's event
+#: loop and the worker threads' malloc arenas (benchmarks/bench_scale.py: 227 MB at 256^3 and
+#: 512^3 alike, from the peaks' fit; rounded up).
+EVALUATE_RUNTIME_BYTES = 230 << 20
+
 #: Methods listed first, in this order; any other method follows in the order it was given.
 METHOD_ORDER = ("hyperinr", "teacher", "lerp")
 
@@ -447,7 +452,7 @@ def _plan(ds, layout, threads: int, memory_mb: int) -> int:
     blocks = math.prod(math.ceil(n / c) for n, c in zip(layout.frame_shape[1:], layout.chunks[1:]))
     want = max(1, math.ceil(4 * threads / max(1, blocks // channels)))
     left = check_budget(
-        "evaluate", memory_mb, threads * block + unit,
+        "evaluate", memory_mb, EVALUATE_RUNTIME_BYTES + threads * block + unit,
         f"{threads} SSIM block(s) of {'x'.join(map(str, spatial))} and one slab pair",
         "lower store.chunk (new stores) or runtime.threads, or raise runtime.memory_mb",
     )
