@@ -156,9 +156,10 @@ def test_evaluate_on_a_cluster_equals_the_threaded_run(tmp_path, dask_cluster, p
     assert res.returncode == 0, res.stderr
     _assert_same_metrics(got, want)
     # the stores were read and the blocks' halos built on the cluster, not by a threaded
-    # fallback in the client (fused task names: "physical" is evaluate's own map_blocks)
+    # fallback in the client (fused task names: "physical" is evaluate's own map_blocks for
+    # the ranges, "read_pair" its read of a slab's rows from both stores)
     prefixes = set(_cluster_facts(dask_cluster, 1)["prefixes"])
-    assert {"from-zarr", "physical", "overlap"} <= prefixes, prefixes
+    assert {"original-from-zarr", "read_pair", "physical", "overlap"} <= prefixes, prefixes
     record = json.loads(provenance_path(got).read_text())
     assert record["produced_by"]["config"]["runtime"]["dask_scheduler"] == str(dask_cluster)
 
