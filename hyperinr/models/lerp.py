@@ -73,8 +73,9 @@ def lerp_predict(
     """Write the LERP prediction store (physical units, chunked by `store`) atomically.
 
     Slab by slab: each slab of a frame is blended from the same slab of its K training
-    neighbours, so memory is K + 2 slabs whatever the frame size (`memory_mb` is checked
-    against that before any work), and every value is the whole-frame blend's.
+    neighbours, one chunk-row at a time, so memory is the slab being written plus one row's
+    blend whatever the frame size (`memory_mb` is checked against that before any work), and
+    every value is the whole-frame blend's.
 
     Returns the stage info {"stage": "predict_lerp", "wall_seconds", "method", "frames", "k",
     "n_train"}, also written to `info_path` (when given) by `hyperinr.infra.stage_info.write_info`,
