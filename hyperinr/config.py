@@ -178,6 +178,9 @@ class TrainConfig:
 class TeacherConfig:
     widths: tuple[int, ...] = (64, 128, 256)
     hidden_blocks: int = 10
+    # wrapping scene parameters (an azimuth) enter as (cos, sin): hyperinr.models.coordnet
+    periodic_inputs: bool = True
+    param_scale: float = 1.0  # factor on the parameter inputs (their sine frequency)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(lr=1e-5, eps=1e-8, weight_decay=1e-6)
     )

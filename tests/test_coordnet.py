@@ -56,3 +56,40 @@ def test_sine_layers_ignore_autocast():
     torch.testing.assert_close(got_layer, want_layer, rtol=0, atol=0)
     torch.testing.assert_close(got_net, want_net, rtol=0, atol=0)
     torch.testing.assert_close(got_half_in, layer(x.bfloat16().float()), rtol=0, atol=0)
+
+
+def test_reference_inputs_are_the_identity_embedding():
+    # no periodic parameter and scale 1: the reference network, input untouched, same weights
+    plain = CoordNet(4, 1, (16, 16), 1, seed=3)
+    again = CoordNet(4, 1, (16, 16), 1, seed=3, periodic=(False,), param_scale=1.0)
+    x = torch.rand(64, 4) * 2 - 1
+    assert plain.embed(x) is x
+    torch.testing.assert_close(plain(x), again(x), rtol=0, atol=0)
+    torch.testing.assert_close(plain(x), plain.net(x), rtol=0, atol=0)
+
+
+def test_periodic_parameter_wraps_and_scale_applies():
+    # (theta, phi, x, y) with phi periodic: phi = -1 and +1 (0 and 360 degrees) are one input
+    net = CoordNet(4, 3, (16, 16), 1, periodic=(False, True), param_scale=0.5)
+    assert net.net[0].layer1.linear.in_features == 5  # theta, cos phi, sin phi, x, y
+    x = torch.rand(32, 4) * 2 - 1
+    lo, hi = x.clone(), x.clone()
+    lo[:, 1], hi[:, 1] = -1.0, 1.0
+    torch.testing.assert_close(net(lo), net(hi), rtol=0, atol=1e-6)
+    e = net.embed(x)
+    angle = math.pi * (x[:, 1] + 1)
+    want = torch.stack(
+        [0.5 * x[:, 0], 0.5 * torch.cos(angle), 0.5 * torch.sin(angle), x[:, 2], x[:, 3]], dim=1
+    )
+    torch.testing.assert_close(e, want)
+    x2 = x.clone()
+    x2[:, 1] = x[:, 1] + 0.25  # a quarter turn moves the embedding, it is not lost
+    assert not torch.allclose(net(x2), net(x))
+
+
+def test_param_scale_scales_the_parameters_only():
+    net = CoordNet(4, 1, (16, 16), 1, periodic=(False, False), param_scale=0.25)
+    x = torch.rand(16, 4) * 2 - 1
+    want = torch.cat([0.25 * x[:, :2], x[:, 2:]], dim=1)
+    torch.testing.assert_close(net.embed(x), want, rtol=0, atol=0)
+    torch.testing.assert_close(net(x), net.net(want), rtol=0, atol=0)

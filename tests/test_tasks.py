@@ -46,7 +46,7 @@ def test_shipped_configs_pass(name):
         ),
         (
             "dgs",
-            {"distill_set": {"gaussian": {"count": 390}}},
+            {"distill_set": {"gaussian": {"count": 950}}},
             "distill_set.gaussian.count",
             "leave no Poisson-disk",
         ),

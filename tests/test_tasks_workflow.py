@@ -76,6 +76,11 @@ def test_nvs_runs_to_the_report_with_the_t_test(nvs):
     assert 0.0 <= gain["p"] <= 1.0
     summary = (nvs / "report/summary.md").read_text()
     assert "Fig. 13" in summary and f"{gain['p']:.3g}" in summary
+    # the teacher's PSNR on its own training views stands beside the test (issue 21)
+    train = [float(r["psnr"]) for r in _metrics(nvs)
+             if r["method"] == "teacher" and r["split"] == "train"]  # fmt: skip
+    assert gain["psnr_by_split"]["teacher"]["train"] == pytest.approx(np.mean(train))
+    assert f"| teacher | {np.mean(train):.2f} |" in summary
     assert (nvs / "report/view_gain.png").stat().st_size > 10_000
 
 
@@ -118,6 +123,12 @@ def test_dgs_runs_to_the_report_with_shadow_renders(dgs):
             assert math.isfinite(float(r["psnr_vs_reference"]))
     summary = (dgs / "report/summary.md").read_text()
     assert "Fig. 16" in summary and "speed-up over secondary rays" in summary
+    teacher_train = [float(r["psnr_vs_reference"]) for r in renders
+                     if r["method"] == "teacher" and r["split"] == "train"]  # fmt: skip
+    assert "mean PSNR of training lights" in summary
+    section = summary[summary.index("## Shadow renders"):]
+    teacher_row = next(line for line in section.splitlines() if line.startswith("| teacher |"))
+    assert teacher_row.rstrip(" |").endswith(f"{np.mean(teacher_train):.2f}")
 
 
 def test_impossible_config_fails_before_any_job(tmp_path):

@@ -95,6 +95,17 @@ class CoordNet(nn.Module):
         widths: the encoder blocks' widths; the last one is also the hidden width.
         hidden_blocks: number of hidden width->width blocks (10 in the paper).
         seed: the initial weights' (runtime.seed; hyperinr.models.seeding).
+        periodic: one flag per scene parameter (the first len(periodic) inputs; empty: no
+            input is treated as a parameter), whether it wraps. A wrapping one (an azimuth)
+            enters as (cos, sin) of its angle, so 0 and 360 degrees are one input and a view
+            near the seam has neighbours on both sides; fed as a number, the network sees
+            them 2 units apart and must learn the wrap from data.
+        param_scale: factor on the scene parameters' inputs. The sine layers' frequency along
+            an input grows with its scale, and between training parameters the network has
+            only that frequency to go by: a lower scale makes it smoother (more like
+            interpolation) in parameter space, leaving space's resolution alone. It applies to
+            the len(periodic) parameter inputs.
+    The defaults (no periodic parameter, scale 1) are the reference's network, unchanged.
     """
 
     def __init__(
@@ -105,13 +116,21 @@ class CoordNet(nn.Module):
         hidden_blocks: int = 10,
         *,
         seed: int = 0,
+        periodic: tuple[bool, ...] = (),
+        param_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not widths:
             raise ValueError("CoordNet needs at least one encoder width")
+        if len(periodic) > n_inputs:
+            raise ValueError(f"CoordNet: {len(periodic)} periodic flags for {n_inputs} inputs")
+        if not param_scale > 0:
+            raise ValueError(f"CoordNet: param_scale must be > 0, got {param_scale}")
+        self.periodic = tuple(bool(p) for p in periodic)
+        self.param_scale = float(param_scale)
         gen = seeded(seed)
         blocks: list[nn.Module] = []
-        n_prev = n_inputs
+        n_prev = n_inputs + sum(self.periodic)
         for width in widths:
             blocks.append(ResBlock(n_prev, width, generator=gen))
             n_prev = width
@@ -125,16 +144,37 @@ class CoordNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, n_inputs] in [-1, 1] -> [B, n_outputs] in [-1, 1]."""
-        return self.net(x)
+        return self.net(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's first-layer input: the parameters wrapped and scaled (see the class)."""
+        if not any(self.periodic) and self.param_scale == 1.0:
+            return x
+        cols: list[torch.Tensor] = []
+        for i, wraps in enumerate(self.periodic):
+            p = x[:, i : i + 1]
+            if wraps:  # [-1, 1] is one turn
+                angle = math.pi * (p + 1.0)
+                cols += [torch.cos(angle), torch.sin(angle)]
+            else:
+                cols.append(p)
+        params = torch.cat(cols, dim=1) if cols else x[:, :0]
+        if self.param_scale != 1.0:
+            params = params * self.param_scale
+        return torch.cat([params, x[:, len(self.periodic) :]], dim=1)
 
 
 def coordnet_parameter_count(
-    n_inputs: int, n_outputs: int, widths: tuple[int, ...], hidden_blocks: int
+    n_inputs: int,
+    n_outputs: int,
+    widths: tuple[int, ...],
+    hidden_blocks: int,
+    periodic: tuple[bool, ...] = (),
 ) -> int:
     """Parameters of a CoordNet, built on the meta device: no memory and no draw from the
     random stream (the baselines' budget is the configured teacher's count)."""
     with torch.device("meta"):
-        net = CoordNet(n_inputs, n_outputs, tuple(widths), hidden_blocks)
+        net = CoordNet(n_inputs, n_outputs, tuple(widths), hidden_blocks, periodic=periodic)
     return parameter_count(net)
 
 
@@ -185,6 +225,8 @@ def save_teacher(path: str | Path, model: CoordNet, extra: dict[str, Any]) -> No
         "n_outputs": model.n_outputs,
         "widths": list(model.widths),
         "hidden_blocks": model.hidden_blocks,
+        "periodic": list(model.periodic),
+        "param_scale": model.param_scale,
     }
     save_model_file(path, MODEL_KIND, model, {"arch": arch, **extra})
 
@@ -193,8 +235,9 @@ def load_teacher(path: str | Path, device: torch.device) -> tuple[CoordNet, dict
     """(model in eval mode on `device`, the whole saved state); one-line errors naming `path`."""
     state = read_model_file(path, MODEL_KIND, "CoordNet teacher")
     arch = state["arch"]
-    model = CoordNet(
-        arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"]
+    model = CoordNet(  # files written before periodic / param_scale: the reference's inputs
+        arch["n_inputs"], arch["n_outputs"], tuple(arch["widths"]), arch["hidden_blocks"],
+        periodic=tuple(arch.get("periodic", ())), param_scale=arch.get("param_scale", 1.0),
     )
     load_weights(path, model, state)
     return model.to(device).eval(), state

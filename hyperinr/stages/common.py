@@ -132,11 +132,18 @@ def _train_params(meta: DatasetTensors) -> np.ndarray:
     return meta.params01[meta.train_indices].double().numpy()
 
 
+def teacher_inputs(cfg: Config, meta: DatasetTensors) -> dict[str, Any]:
+    """How the configured CoordNet takes this dataset's parameters (its keyword arguments)."""
+    wraps = tuple(meta.periodic) or (False,) * meta.n_params
+    periodic = wraps if cfg.teacher.periodic_inputs else (False,) * meta.n_params
+    return {"periodic": periodic, "param_scale": cfg.teacher.param_scale}
+
+
 def teacher_parameter_count(cfg: Config, meta: DatasetTensors) -> int:
     """Parameters of the configured CoordNet for this dataset (the baselines' budget)."""
     return coordnet_parameter_count(
         meta.n_params + meta.n_spatial, meta.n_channels, cfg.teacher.widths,
-        cfg.teacher.hidden_blocks,
+        cfg.teacher.hidden_blocks, periodic=teacher_inputs(cfg, meta)["periodic"],
     )  # fmt: skip
 
 

@@ -16,7 +16,12 @@ from hyperinr.grid import flat_to_coords, n_voxels
 from hyperinr.infra import provenance
 from hyperinr.infra.device import configure_threads, resolve_device
 from hyperinr.models.coordnet import CoordNet, save_teacher, to_teacher_range
-from hyperinr.stages.common import load_dataset_meta, read_frames, train_and_publish
+from hyperinr.stages.common import (
+    load_dataset_meta,
+    read_frames,
+    teacher_inputs,
+    train_and_publish,
+)
 from hyperinr.training import distributed
 from hyperinr.training.loop import rank_batch_size
 from hyperinr.training.targets import validation_split
@@ -70,6 +75,7 @@ def train_teacher(
         cfg.teacher.widths,
         cfg.teacher.hidden_blocks,
         seed=cfg.runtime.seed,
+        **teacher_inputs(cfg, meta),
     )
     batch = rank_batch_size(train_cfg.batch_size)  # this process's share
 
